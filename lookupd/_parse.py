@@ -1,0 +1,21 @@
+"""Select the address parser: the compiled one, or its pure-Python twin."""
+
+from typing import TYPE_CHECKING
+
+from lookupd._search import NO_EXTENSIONS
+
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from lookupd._parse_py import count_lines, parse_lines, parse_many, parse_one
+
+    CORE = "python"
+else:
+    try:
+        from lookupd._parse_c import count_lines, parse_lines, parse_many, parse_one
+
+        CORE = "c"
+    except ImportError:  # pragma: no cover - reported by `lookupd version` and the server
+        from lookupd._parse_py import count_lines, parse_lines, parse_many, parse_one
+
+        CORE = "python"
+
+__all__ = ["CORE", "count_lines", "parse_lines", "parse_many", "parse_one"]

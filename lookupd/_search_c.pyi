@@ -1,0 +1,47 @@
+"""Stub for the compiled search core (ext/_search_c.pyx); lookupd._search_py is its twin.
+
+Tables: IPv4 starts are a sorted ``uint32`` array; IPv6 starts are a ``uint64`` array of
+shape (n, 2) holding each 128-bit start as (high 64 bits, low 64 bits), rows sorted.
+``starts[0] == 0`` always: the table covers the whole address space. ``jump`` is the
+top-bits jump table built by :func:`jump_table_v4` / :func:`jump_table_v6`.
+Query keys use the same layouts. Every function validates shapes at the boundary and
+raises ``ValueError`` on a mismatch, then runs without the GIL.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+JUMP_BITS_V4: int
+JUMP_BITS_V6: int
+
+def jump_table_v4(starts: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]: ...
+def jump_table_v6(starts: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint32]: ...
+def find_index_v4(
+    starts: npt.NDArray[np.uint32], jump: npt.NDArray[np.uint32], key: int
+) -> int: ...
+def find_index_v6(
+    starts: npt.NDArray[np.uint64], jump: npt.NDArray[np.uint32], key: int
+) -> int: ...
+def find_many_v4(
+    starts: npt.NDArray[np.uint32],
+    jump: npt.NDArray[np.uint32],
+    keys: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.int32],
+) -> None: ...
+def find_many_v6(
+    starts: npt.NDArray[np.uint64],
+    jump: npt.NDArray[np.uint32],
+    keys: npt.NDArray[np.uint64],
+    out: npt.NDArray[np.int32],
+) -> None: ...
+def lookup_many(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    keys: npt.NDArray[np.uint64],
+    status: npt.NDArray[np.uint8],
+    out: npt.NDArray[np.uint16],
+) -> None: ...
