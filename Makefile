@@ -1,0 +1,38 @@
+# One task runner for the project. `make help` lists the targets.
+PYTHON ?= python
+export LOOKUPD_REQUIRE_EXTENSION ?= 1
+
+.PHONY: help install lint test test-pure bench annotate embed wheel clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: ## editable install with the test and lint tools, compiled core required
+	$(PYTHON) -m pip install -e '.[test,lint]'
+
+lint: ## ruff (check + format), cython-lint, mypy
+	ruff check .
+	ruff format --check .
+	cython-lint ext/
+	mypy
+
+test: ## the test suite on the compiled core
+	pytest
+
+test-pure: ## the test suite on the pure-Python core
+	LOOKUPD_NO_EXTENSIONS=1 pytest -m "not slow"
+
+bench: ## benchmarks against the peers (needs .[bench])
+	pytest bench/ --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+
+annotate: ## cython -a: HTML showing where the cores touch Python
+	cython -3 -a ext/*.pyx
+
+embed: ## recompile lookupd/data from the vendored CSVs in tests/data
+	$(PYTHON) tools/embed_data.py
+
+wheel: ## build an sdist and a wheel into dist/
+	$(PYTHON) -m pip wheel --no-deps -w dist .
+
+clean:
+	rm -rf build dist *.egg-info ext/*.c ext/*.html lookupd/*.so

@@ -1,0 +1,258 @@
+"""The lookup API: a database of IPv4 and IPv6 range tables answering batches of addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookupd import _parse, _search
+from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, Status
+from lookupd.compiled import load_compiled
+from lookupd.errors import DataFormatError, InvalidAddressError
+from lookupd.loader import read_location_csv
+from lookupd.table import IPVersion, RangeTable
+
+EMBEDDED_DATA = "geo-whois-asn-country.npz"
+_MAPPED_MASK = ~IPV4_MAX & ((1 << 128) - 1)
+
+AddressBatch = (
+    Sequence[str | bytes] | npt.NDArray[np.uint32] | npt.NDArray[np.uint64] | bytes | bytearray
+    | memoryview
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """Answers for a batch, in input order: a label and a status per address."""
+
+    labels: npt.NDArray[np.uint16]
+    """Label index per address into ``label_names``; 0 where there is no country."""
+    status: npt.NDArray[np.uint8]
+    """A :class:`~lookupd.Status` per address."""
+    label_names: tuple[str, ...]
+    """The database's label table; ``label_names[0] == ""``."""
+    _names: npt.NDArray[np.object_] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def countries(self) -> list[str | None]:
+        """Return the country code per address, ``None`` where none (invalid or not found)."""
+        result: list[str | None] = self._names[self.labels].tolist()
+        return result
+
+    def codes(self) -> npt.NDArray[np.str_]:
+        """Return the country codes as a numpy string array, ``""`` where none."""
+        return np.asarray(self.label_names, dtype=np.str_)[self.labels]
+
+    @property
+    def invalid(self) -> npt.NDArray[np.bool_]:
+        """Mask of the addresses that did not parse."""
+        return self.status == Status.INVALID_ADDRESS
+
+
+@dataclass(frozen=True, slots=True)
+class DataInfo:
+    """Where a database's data came from."""
+
+    source: str
+    """A file path, or ``embedded:NAME`` for the packaged default data."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Free-form facts about the data: name, version, date, licence, checksums."""
+
+
+class Database:
+    """IPv4 and IPv6 range tables sharing one label table.
+
+    Thread-safe: lookups only read the tables, and the search loops release the GIL.
+    """
+
+    __slots__ = ("_names", "info", "label_names", "v4", "v6")
+
+    def __init__(
+        self,
+        v4: RangeTable,
+        v6: RangeTable,
+        label_names: Sequence[str],
+        info: DataInfo | None = None,
+    ) -> None:
+        if v4.version != 4 or v6.version != 6:
+            msg = "Database(v4, v6): tables given in the wrong order"
+            raise ValueError(msg)
+        if label_names[0] != "":
+            msg = "label_names[0] must be the unknown label ''"
+            raise ValueError(msg)
+        self.v4 = v4
+        self.v6 = v6
+        self.label_names: tuple[str, ...] = tuple(label_names)
+        self.info = info or DataInfo(source="<memory>")
+        names = np.array([None, *self.label_names[1:]], dtype=object)
+        self._names = names
+
+    def __repr__(self) -> str:
+        return (
+            f"<Database {self.info.source}: {len(self.v4)} IPv4 and {len(self.v6)} IPv6 "
+            f"segments, {len(self.label_names) - 1} labels>"
+        )
+
+    def lookup(self, ips: AddressBatch | Iterable[str | bytes], *, version: IPVersion | None = None) -> LookupResult:
+        """Look up a batch of addresses.
+
+        Args:
+            ips: a sequence of ``str``/``bytes`` addresses (IPv4 or IPv6 text, mixed); a
+                ``uint32`` array of IPv4 addresses; a ``uint64`` array of shape (n, 2) of
+                IPv6 addresses as (high, low) halves; or a packed buffer in network order
+                (4 bytes per IPv4 or 16 per IPv6 address, which ``version`` must say).
+            version: for packed buffers only: 4 or 6.
+
+        Returns:
+            labels and a per-item status; an invalid address is flagged for that item and
+            never fails the batch.
+
+        Raises:
+            TypeError: for input of an unsupported type (including a single ``str``).
+            ValueError: for a packed buffer without ``version`` or of the wrong length.
+        """
+        if isinstance(ips, (bytes, bytearray, memoryview)):
+            return self._lookup_packed(ips, version)
+        if version is not None:
+            msg = "version= applies only to packed bytes input"
+            raise ValueError(msg)
+        if isinstance(ips, np.ndarray):
+            return self._lookup_array(ips)
+        if isinstance(ips, str):
+            msg = "lookup() takes a batch; use lookup_one() for a single address"
+            raise TypeError(msg)
+        items = ips if isinstance(ips, (list, tuple)) else list(ips)
+        keys = np.empty((len(items), 2), dtype=np.uint64)
+        status = np.empty(len(items), dtype=np.uint8)
+        _parse.parse_many(items, keys, status)
+        return self._lookup_keys(keys, status)
+
+    def lookup_lines(self, text: bytes | bytearray | memoryview) -> LookupResult:
+        """Look up newline-separated addresses (surrounding whitespace ignored per line).
+
+        A blank line is an invalid item, so result index ``i`` is always line ``i + 1``.
+        """
+        n = _parse.count_lines(text)
+        keys = np.empty((n, 2), dtype=np.uint64)
+        status = np.empty(n, dtype=np.uint8)
+        _parse.parse_lines(text, keys, status)
+        return self._lookup_keys(keys, status)
+
+    def lookup_one(self, ip: str | bytes | int | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        """Return the country code of one address, or ``None`` if no range covers it.
+
+        An ``int`` is an IPv4 address when at most ``2**32 - 1``, otherwise IPv6.
+
+        Raises:
+            InvalidAddressError: ``ip`` is not a valid IPv4 or IPv6 address.
+        """
+        if isinstance(ip, ipaddress.IPv4Address):
+            key: int | None = IPV4_MAPPED_PREFIX | int(ip)
+        elif isinstance(ip, ipaddress.IPv6Address):
+            key = int(ip)
+        elif isinstance(ip, int) and not isinstance(ip, bool):
+            if not 0 <= ip < 1 << 128:
+                msg = f"address out of range: {ip}"
+                raise InvalidAddressError(msg)
+            key = IPV4_MAPPED_PREFIX | ip if ip <= IPV4_MAX else ip
+        elif isinstance(ip, (str, bytes)):
+            key = _parse.parse_one(ip)
+        else:
+            msg = f"not an IP address: {ip!r}"
+            raise InvalidAddressError(msg)
+        if key is None:
+            msg = f"not an IPv4 or IPv6 address: {ip!r}"
+            raise InvalidAddressError(msg)
+        if key & _MAPPED_MASK == IPV4_MAPPED_PREFIX:
+            index = _search.find_index_v4(self.v4.starts, self.v4.jump, key & IPV4_MAX)  # type: ignore[arg-type]
+            label = int(self.v4.labels[index])
+        else:
+            index = _search.find_index_v6(self.v6.starts, self.v6.jump, key)  # type: ignore[arg-type]
+            label = int(self.v6.labels[index])
+        return self.label_names[label] if label else None
+
+    def _lookup_keys(
+        self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
+    ) -> LookupResult:
+        labels = np.empty(status.shape[0], dtype=np.uint16)
+        _search.lookup_many(
+            self.v4.starts,  # type: ignore[arg-type]
+            self.v4.jump,
+            self.v4.labels,
+            self.v6.starts,  # type: ignore[arg-type]
+            self.v6.jump,
+            self.v6.labels,
+            keys,
+            status,
+            labels,
+        )
+        return LookupResult(labels, status, self.label_names, self._names)
+
+    def _lookup_array(self, ips: npt.NDArray[Any]) -> LookupResult:
+        if ips.dtype == np.uint32 and ips.ndim == 1:
+            index = np.empty(ips.shape[0], dtype=np.int32)
+            _search.find_many_v4(self.v4.starts, self.v4.jump, np.ascontiguousarray(ips), index)  # type: ignore[arg-type]
+            labels = self.v4.labels[index]
+            status = (labels == 0).astype(np.uint8)  # Status.NOT_FOUND == 1, OK == 0
+            return LookupResult(labels, status, self.label_names, self._names)
+        if ips.dtype == np.uint64 and ips.ndim == 2 and ips.shape[1] == 2:
+            keys = np.ascontiguousarray(ips)
+            return self._lookup_keys(keys, np.zeros(keys.shape[0], dtype=np.uint8))
+        msg = (
+            "lookup() takes a uint32 array (IPv4) or a uint64 array of shape (n, 2) (IPv6), "
+            f"not {ips.dtype} of shape {ips.shape}"
+        )
+        raise TypeError(msg)
+
+    def _lookup_packed(
+        self, buffer: bytes | bytearray | memoryview, version: IPVersion | None
+    ) -> LookupResult:
+        width = {4: 4, 6: 16}.get(version)  # type: ignore[arg-type]
+        if width is None:
+            msg = "packed input needs version=4 (4 bytes per address) or version=6 (16 bytes)"
+            raise ValueError(msg)
+        size = memoryview(buffer).nbytes
+        if size % width:
+            msg = f"packed IPv{version} input of {size} bytes is not a multiple of {width}"
+            raise ValueError(msg)
+        if version == 4:
+            return self._lookup_array(np.frombuffer(buffer, dtype=">u4").astype(np.uint32))
+        keys = np.frombuffer(buffer, dtype=">u8").astype(np.uint64).reshape(-1, 2)
+        return self._lookup_keys(keys, np.zeros(keys.shape[0], dtype=np.uint8))
+
+
+def open_database(path: str | os.PathLike[str] | None = None) -> Database:
+    """Open a database: the embedded default data, a compiled ``.npz``, or a CSV.
+
+    Args:
+        path: ``None`` for the data shipped with the package; a ``.npz`` written by
+            :func:`lookupd.compiled.save_compiled`; or an ip-location-db
+            ``start,end,country_code`` CSV (``.csv``, ``.csv.gz``, ``.csv.xz``).
+
+    Raises:
+        DataFormatError: the file cannot be read or is malformed (the message names it).
+    """
+    if path is None:
+        with resources.as_file(resources.files("lookupd") / "data" / EMBEDDED_DATA) as embedded:
+            v4, v6, names, metadata = load_compiled(embedded)
+        return Database(v4, v6, names, DataInfo(f"embedded:{EMBEDDED_DATA}", metadata))
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise DataFormatError(msg)
+    if path.suffix == ".npz":
+        v4, v6, names, metadata = load_compiled(path)
+        return Database(v4, v6, names, DataInfo(str(path), metadata))
+    rows = read_location_csv(path)
+    v4, v6 = rows.tables()
+    return Database(v4, v6, rows.label_names, DataInfo(str(path)))
