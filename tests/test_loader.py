@@ -1,0 +1,107 @@
+"""Reading ip-location-db CSVs: every format variant, and a clear error for every bad row."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+from pathlib import Path
+
+import pytest
+
+from lookupd._constants import IPV4_MAX
+from lookupd.errors import DataFormatError
+from lookupd.loader import RangeRows, read_location_csv
+
+
+def _write(path: Path, text: str) -> Path:
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    elif path.suffix == ".xz":
+        path.write_bytes(lzma.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+_DOTTED = "1.0.0.0,1.0.0.255,AU\n1.0.1.0,1.0.3.255,CN\n2001:db8::,2001:db8::ffff,NL\n"
+
+
+@pytest.mark.parametrize("name", ["ranges.csv", "ranges.csv.gz", "ranges.csv.xz"])
+def test_reads_dotted_and_colon_rows(tmp_path: Path, name: str) -> None:
+    rows = read_location_csv(_write(tmp_path / name, _DOTTED))
+    assert rows.label_names == ["", "AU", "CN", "NL"]
+    assert rows.v4 == ([0x01000000, 0x01000100], [0x010000FF, 0x010003FF], [1, 2])
+    db8 = 0x20010DB8 << 96
+    assert rows.v6 == ([db8], [db8 | 0xFFFF], [3])
+    assert len(rows) == 3
+
+
+def test_reads_numeric_rows(tmp_path: Path) -> None:
+    rows = read_location_csv(_write(tmp_path / "x-ipv4-num.csv", "16777216,16777471,AU\n"))
+    assert rows.v4 == ([16777216], [16777471], [1])
+    v6 = read_location_csv(
+        _write(tmp_path / "x-ipv6-num.csv", f"{1 << 127},{(1 << 128) - 1},ZZ\n")
+    )
+    assert v6.v6 == ([1 << 127], [(1 << 128) - 1], [1])
+
+
+def test_ipv4_mapped_rows_go_to_the_ipv4_table(tmp_path: Path) -> None:
+    rows = read_location_csv(_write(tmp_path / "m.csv", "::ffff:1.2.3.0,::ffff:1.2.3.255,DE\n"))
+    assert rows.v4 == ([0x01020300], [0x010203FF], [1])
+    assert rows.v6 == ([], [], [])
+
+
+def test_skips_blank_and_comment_lines_and_keeps_line_numbers(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.csv", "# comment\n\n1.0.0.0,1.0.0.255,AU\n\n1.0.0.9,1.0.0.1,AU\n")
+    with pytest.raises(DataFormatError, match=r"c\.csv:5: start 1\.0\.0\.9 > end 1\.0\.0\.1"):
+        read_location_csv(path)
+
+
+def test_several_files_accumulate(tmp_path: Path) -> None:
+    first = _write(tmp_path / "a.csv", "1.0.0.0,1.0.0.255,AU\n")
+    second = _write(tmp_path / "b.csv", "2.0.0.0,2.0.0.255,FR\n1.0.0.0,1.0.0.9,AU\n")
+    rows = read_location_csv(second, read_location_csv(first))
+    assert rows.label_names == ["", "AU", "FR"]
+    assert rows.v4[2] == [1, 2, 1]
+    v4, _ = rows.tables()
+    assert v4.segments()[1] == (0x01000000, 0x010000FF, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("1.0.0.0,1.0.0.255\n", r"bad\.csv:1: expected start,end,country_code"),
+        ("1.0.0.0,1.0.0.255,AU\n1.0.0.256,1.0.1.0,AU\n", r"bad\.csv:2: not an IP address: '1\.0\.0\.256'"),
+        ("1.0.0.0,nonsense,AU\n", r"bad\.csv:1: not an IP address: 'nonsense'"),
+        ("1.0.0.9,1.0.0.1,AU\n", r"bad\.csv:1: start 1\.0\.0\.9 > end 1\.0\.0\.1"),
+        ("1.0.0.0,::1,AU\n", r"bad\.csv:1: range mixes IPv4 and IPv6"),
+        ("1.0.0.0,1.0.0.255,\n", r"bad\.csv:1: empty country code"),
+        ("16777216,16777471,AU\n1,x2,AU\n", r"bad\.csv:2: not a decimal address: 'x2'"),
+        (f"0,{IPV4_MAX + 1},AU\n", rf"bad\.csv:1: {IPV4_MAX + 1} is outside the IPv4 space"),
+        ("", r"bad\.csv: no ranges in file"),
+        ("# only a comment\n\n", r"bad\.csv: no ranges in file"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(DataFormatError, match=problem):
+        read_location_csv(_write(tmp_path / "bad.csv", text))
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="missing.csv: cannot read"):
+        read_location_csv(tmp_path / "missing.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataFormatError, match="binary.csv: cannot read"):
+        read_location_csv(tmp_path / "binary.csv")
+    (tmp_path / "truncated.csv.xz").write_bytes(lzma.compress(_DOTTED.encode())[:20])
+    with pytest.raises(DataFormatError, match="truncated.csv.xz: cannot read"):
+        read_location_csv(tmp_path / "truncated.csv.xz")
+
+
+def test_label_table_is_bounded() -> None:
+    rows = RangeRows()
+    for i in range(1, 1 << 16):
+        assert rows.label(f"L{i}") == i
+    assert rows.label("L7") == 7
+    with pytest.raises(DataFormatError, match="more than 65535 distinct labels"):
+        rows.label("one too many")
