@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lookupd._constants import Status
 from lookupd.database import Database, DataInfo, LookupResult
-from lookupd.database import open_database as open  # noqa: A001 - the documented entry point
+from lookupd.database import open_database as open
 from lookupd.errors import (
     DataFormatError,
     InvalidAddressError,

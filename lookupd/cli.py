@@ -18,6 +18,8 @@ from lookupd.errors import LookupdError
 # Printed for a valid address that no range covers.
 NO_COUNTRY = "--"
 _STDIN_CHUNK_BYTES = 1 << 20
+# What the line parser strips around an address (and nothing else).
+_BLANKS = b" \t\r"
 _LOGGER = logging.getLogger("lookupd")
 
 
@@ -117,7 +119,7 @@ def _lookup_stream(db: Database, source: BinaryIO, out: BinaryIO) -> int:
         for offset, (line, label, status) in enumerate(
             zip(lines, result.labels.tolist(), result.status.tolist(), strict=True)
         ):
-            address = line.strip()
+            address = line.strip(_BLANKS)
             if status == Status.INVALID_ADDRESS:
                 if address:
                     text = address.decode("utf-8", "backslashreplace")
@@ -139,8 +141,10 @@ def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
     """Yield runs of whole lines (each ending in a newline, except maybe the last)."""
     pending = b""
     while True:
-        data = source.read1(_STDIN_CHUNK_BYTES) if hasattr(source, "read1") else source.read(
-            _STDIN_CHUNK_BYTES
+        data = (
+            source.read1(_STDIN_CHUNK_BYTES)
+            if hasattr(source, "read1")
+            else source.read(_STDIN_CHUNK_BYTES)
         )
         if not data:
             break

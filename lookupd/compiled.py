@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lookupd.errors import DataFormatError
+from lookupd.errors import DataFormatError, InvalidTableError
 from lookupd.table import RangeTable
 
 FORMAT = "lookupd-compiled-npz"
@@ -61,16 +62,25 @@ def load_compiled(
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with path.open("rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                msg = f"{path}: not a lookupd compiled archive (a bare array, not an .npz)"
+                raise DataFormatError(msg)
             missing = [name for name in _ARRAYS if name not in archive.files]
             if missing:
                 msg = f"{path}: not a lookupd compiled archive (missing {', '.join(missing)})"
                 raise DataFormatError(msg)
-            arrays = {name: archive[name] for name in _ARRAYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            with archive:
+                arrays = {name: archive[name] for name in _ARRAYS}
+        metadata = json.loads(arrays["metadata"].tobytes())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # json.JSONDecodeError and UnicodeDecodeError are ValueErrors too.
         msg = f"{path}: cannot read compiled archive: {exc}"
         raise DataFormatError(msg) from exc
-    metadata = json.loads(arrays["metadata"].tobytes())
+    if not isinstance(metadata, dict):
+        msg = f"{path}: metadata is not a JSON object"
+        raise DataFormatError(msg)
     if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
         msg = (
             f"{path}: unsupported compiled format {metadata.get('format')!r} "
@@ -81,10 +91,13 @@ def load_compiled(
     try:
         v4 = RangeTable.from_arrays(4, v4_starts, arrays["v4_labels"])
         v6 = RangeTable.from_arrays(6, arrays["v6_starts"], arrays["v6_labels"])
-    except Exception as exc:
+    except (InvalidTableError, ValueError, TypeError) as exc:
         msg = f"{path}: invalid table: {exc}"
         raise DataFormatError(msg) from exc
-    label_names = [str(name) for name in arrays["label_names"].tolist()]
+    label_names = [str(name) for name in arrays["label_names"].reshape(-1).tolist()]
+    if not label_names or label_names[0] != "":
+        msg = f"{path}: label table must start with the unknown label ''"
+        raise DataFormatError(msg)
     for table in (v4, v6):
         if table.labels.max(initial=0) >= len(label_names):
             msg = f"{path}: IPv{table.version} labels point past the label table"

@@ -24,7 +24,11 @@ EMBEDDED_DATA = "geo-whois-asn-country.npz"
 _MAPPED_MASK = ~IPV4_MAX & ((1 << 128) - 1)
 
 AddressBatch = (
-    Sequence[str | bytes] | npt.NDArray[np.uint32] | npt.NDArray[np.uint64] | bytes | bytearray
+    Sequence[str | bytes]
+    | npt.NDArray[np.uint32]
+    | npt.NDArray[np.uint64]
+    | bytes
+    | bytearray
     | memoryview
 )
 
@@ -56,7 +60,8 @@ class LookupResult:
     @property
     def invalid(self) -> npt.NDArray[np.bool_]:
         """Mask of the addresses that did not parse."""
-        return self.status == Status.INVALID_ADDRESS
+        invalid: npt.NDArray[np.bool_] = self.status == Status.INVALID_ADDRESS
+        return invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,9 @@ class Database:
             f"segments, {len(self.label_names) - 1} labels>"
         )
 
-    def lookup(self, ips: AddressBatch | Iterable[str | bytes], *, version: IPVersion | None = None) -> LookupResult:
+    def lookup(
+        self, ips: AddressBatch | Iterable[str | bytes], *, version: IPVersion | None = None
+    ) -> LookupResult:
         """Look up a batch of addresses.
 
         Args:
@@ -148,7 +155,16 @@ class Database:
         _parse.parse_lines(text, keys, status)
         return self._lookup_keys(keys, status)
 
-    def lookup_one(self, ip: str | bytes | int | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    def lookup_one(
+        self,
+        ip: str
+        | bytes
+        | bytearray
+        | int
+        | np.integer[Any]
+        | ipaddress.IPv4Address
+        | ipaddress.IPv6Address,
+    ) -> str | None:
         """Return the country code of one address, or ``None`` if no range covers it.
 
         An ``int`` is an IPv4 address when at most ``2**32 - 1``, otherwise IPv6.
@@ -160,13 +176,14 @@ class Database:
             key: int | None = IPV4_MAPPED_PREFIX | int(ip)
         elif isinstance(ip, ipaddress.IPv6Address):
             key = int(ip)
-        elif isinstance(ip, int) and not isinstance(ip, bool):
+        elif isinstance(ip, (int, np.integer)) and not isinstance(ip, bool):
+            ip = int(ip)
             if not 0 <= ip < 1 << 128:
                 msg = f"address out of range: {ip}"
                 raise InvalidAddressError(msg)
             key = IPV4_MAPPED_PREFIX | ip if ip <= IPV4_MAX else ip
-        elif isinstance(ip, (str, bytes)):
-            key = _parse.parse_one(ip)
+        elif isinstance(ip, (str, bytes, bytearray)):
+            key = _parse.parse_one(ip if isinstance(ip, str) else bytes(ip))
         else:
             msg = f"not an IP address: {ip!r}"
             raise InvalidAddressError(msg)
@@ -199,15 +216,22 @@ class Database:
         return LookupResult(labels, status, self.label_names, self._names)
 
     def _lookup_array(self, ips: npt.NDArray[Any]) -> LookupResult:
-        if ips.dtype == np.uint32 and ips.ndim == 1:
-            index = np.empty(ips.shape[0], dtype=np.int32)
-            _search.find_many_v4(self.v4.starts, self.v4.jump, np.ascontiguousarray(ips), index)  # type: ignore[arg-type]
+        if ips.dtype.kind == "u" and ips.dtype.itemsize == 4 and ips.ndim == 1:
+            # Any byte order; native contiguous arrays pass through without a copy.
+            keys = np.ascontiguousarray(ips, dtype=np.uint32)
+            index = np.empty(keys.shape[0], dtype=np.int32)
+            _search.find_many_v4(self.v4.starts, self.v4.jump, keys, index)  # type: ignore[arg-type]
             labels = self.v4.labels[index]
             status = (labels == 0).astype(np.uint8)  # Status.NOT_FOUND == 1, OK == 0
             return LookupResult(labels, status, self.label_names, self._names)
-        if ips.dtype == np.uint64 and ips.ndim == 2 and ips.shape[1] == 2:
-            keys = np.ascontiguousarray(ips)
-            return self._lookup_keys(keys, np.zeros(keys.shape[0], dtype=np.uint8))
+        if (
+            ips.dtype.kind == "u"
+            and ips.dtype.itemsize == 8
+            and ips.ndim == 2
+            and ips.shape[1] == 2
+        ):
+            pairs = np.ascontiguousarray(ips, dtype=np.uint64)
+            return self._lookup_keys(pairs, np.zeros(pairs.shape[0], dtype=np.uint8))
         msg = (
             "lookup() takes a uint32 array (IPv4) or a uint64 array of shape (n, 2) (IPv6), "
             f"not {ips.dtype} of shape {ips.shape}"

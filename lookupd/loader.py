@@ -7,6 +7,7 @@ import gzip
 import io
 import lzma
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,19 +59,18 @@ class RangeRows:
 def open_text(path: Path) -> IO[str]:
     """Open a text file, transparently decompressing ``.gz`` and ``.xz``."""
     suffix = path.suffix.lower()
-    raw: IO[bytes]
+    # Each stream is closed by the TextIOWrapper that wraps it.
+    raw: io.BufferedIOBase
     if suffix == ".gz":
-        raw = gzip.open(path, "rb")
+        raw = gzip.GzipFile(path, "rb")
     elif suffix == ".xz":
-        raw = lzma.open(path, "rb")
+        raw = lzma.LZMAFile(path, "rb")  # noqa: SIM115
     else:
         raw = path.open("rb")
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
-def read_location_csv(
-    path: str | os.PathLike[str], rows: RangeRows | None = None
-) -> RangeRows:
+def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = None) -> RangeRows:
     """Read an ip-location-db style ``start,end,country_code`` CSV (optionally compressed).
 
     Addresses may be dotted/colon text or decimal integers. Numeric files are IPv6 when
@@ -97,7 +97,7 @@ def read_location_csv(
                 start_texts.append(record[0].strip())
                 end_texts.append(record[1].strip())
                 label_texts.append(record[2].strip())
-    except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError, zlib.error, csv.Error) as exc:
         msg = f"{path}: cannot read: {exc}"
         raise DataFormatError(msg) from exc
     if not line_numbers:

@@ -56,7 +56,5 @@ def read_rows(path: Path) -> list[tuple[int, int, str]]:
         raw = lzma.decompress(raw)
     rows = []
     for start, end, label in csv.reader(io.StringIO(raw.decode())):
-        rows.append(
-            (int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end)), label)
-        )
+        rows.append((int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end)), label))
     return rows

@@ -39,9 +39,7 @@ def test_reads_dotted_and_colon_rows(tmp_path: Path, name: str) -> None:
 def test_reads_numeric_rows(tmp_path: Path) -> None:
     rows = read_location_csv(_write(tmp_path / "x-ipv4-num.csv", "16777216,16777471,AU\n"))
     assert rows.v4 == ([16777216], [16777471], [1])
-    v6 = read_location_csv(
-        _write(tmp_path / "x-ipv6-num.csv", f"{1 << 127},{(1 << 128) - 1},ZZ\n")
-    )
+    v6 = read_location_csv(_write(tmp_path / "x-ipv6-num.csv", f"{1 << 127},{(1 << 128) - 1},ZZ\n"))
     assert v6.v6 == ([1 << 127], [(1 << 128) - 1], [1])
 
 
@@ -71,7 +69,10 @@ def test_several_files_accumulate(tmp_path: Path) -> None:
     ("text", "problem"),
     [
         ("1.0.0.0,1.0.0.255\n", r"bad\.csv:1: expected start,end,country_code"),
-        ("1.0.0.0,1.0.0.255,AU\n1.0.0.256,1.0.1.0,AU\n", r"bad\.csv:2: not an IP address: '1\.0\.0\.256'"),
+        (
+            "1.0.0.0,1.0.0.255,AU\n1.0.0.256,1.0.1.0,AU\n",
+            r"bad\.csv:2: not an IP address: '1\.0\.0\.256'",
+        ),
         ("1.0.0.0,nonsense,AU\n", r"bad\.csv:1: not an IP address: 'nonsense'"),
         ("1.0.0.9,1.0.0.1,AU\n", r"bad\.csv:1: start 1\.0\.0\.9 > end 1\.0\.0\.1"),
         ("1.0.0.0,::1,AU\n", r"bad\.csv:1: range mixes IPv4 and IPv6"),
@@ -88,13 +89,13 @@ def test_bad_rows_name_file_and_line(tmp_path: Path, text: str, problem: str) ->
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
-    with pytest.raises(DataFormatError, match="missing.csv: cannot read"):
+    with pytest.raises(DataFormatError, match=r"missing\.csv: cannot read"):
         read_location_csv(tmp_path / "missing.csv")
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(DataFormatError, match="binary.csv: cannot read"):
+    with pytest.raises(DataFormatError, match=r"binary\.csv: cannot read"):
         read_location_csv(tmp_path / "binary.csv")
     (tmp_path / "truncated.csv.xz").write_bytes(lzma.compress(_DOTTED.encode())[:20])
-    with pytest.raises(DataFormatError, match="truncated.csv.xz: cannot read"):
+    with pytest.raises(DataFormatError, match=r"truncated\.csv\.xz: cannot read"):
         read_location_csv(tmp_path / "truncated.csv.xz")
 
 

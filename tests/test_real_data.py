@@ -14,6 +14,7 @@ two pairs of rows in this release, and the tests pin them.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import lzma
 import random
 from collections.abc import Iterator
@@ -111,8 +112,14 @@ def _assert_all_agree(
 # The two same-start row pairs of this release listed narrow-first: (first, last address of
 # the narrower row). test_narrow_first_pairs derives them from the rows.
 _NARROW_FIRST = [
-    (int(ipaddress.ip_address("::ffff:209.170.81.32")), int(ipaddress.ip_address("::ffff:209.170.81.63"))),
-    (int(ipaddress.ip_address("::ffff:210.57.31.0")), int(ipaddress.ip_address("::ffff:210.57.31.255"))),
+    (
+        int(ipaddress.ip_address("::ffff:209.170.81.32")),
+        int(ipaddress.ip_address("::ffff:209.170.81.63")),
+    ),
+    (
+        int(ipaddress.ip_address("::ffff:210.57.31.0")),
+        int(ipaddress.ip_address("::ffff:210.57.31.255")),
+    ),
 ]
 
 
@@ -133,7 +140,9 @@ def _narrow_first_pairs(rows: list[tuple[int, int, str]]) -> list[tuple[int, int
 def test_narrow_first_pairs(
     rows_v4: list[tuple[int, int, str]], rows_v6: list[tuple[int, int, str]]
 ) -> None:
-    mapped = [(IPV4_MAPPED_PREFIX | s, IPV4_MAPPED_PREFIX | e) for s, e in _narrow_first_pairs(rows_v4)]
+    mapped = [
+        (IPV4_MAPPED_PREFIX | s, IPV4_MAPPED_PREFIX | e) for s, e in _narrow_first_pairs(rows_v4)
+    ]
     assert mapped + _narrow_first_pairs(rows_v6) == _NARROW_FIRST
 
 
@@ -152,7 +161,7 @@ def test_vendored_rows_have_the_documented_overlaps(
     rows_v4: list[tuple[int, int, str]], rows_v6: list[tuple[int, int, str]]
 ) -> None:
     def overlapping(rows: list[tuple[int, int, str]]) -> int:
-        return sum(1 for before, row in zip(rows, rows[1:]) if row[0] <= before[1])
+        return sum(1 for before, row in itertools.pairwise(rows) if row[0] <= before[1])
 
     assert (len(rows_v4), len(rows_v6)) == (334_373, 216_295)
     assert (overlapping(rows_v4), overlapping(rows_v6)) == (568, 83)
@@ -175,7 +184,7 @@ def test_every_ipv4_segment_boundary(
     reference: tuple[ReferenceRanges, ReferenceRanges],
     mmdb: maxminddb.Reader,
 ) -> None:
-    points = set()
+    points: set[int] = set()
     for start in db.v4.start_ints():
         points.update((start - 1, start, start + 1))
     keys = [IPV4_MAPPED_PREFIX | p for p in sorted(points) if 0 <= p <= IPV4_MAX]
@@ -187,7 +196,7 @@ def test_every_ipv6_segment_boundary(
     reference: tuple[ReferenceRanges, ReferenceRanges],
     mmdb: maxminddb.Reader,
 ) -> None:
-    points = set()
+    points: set[int] = set()
     for start in db.v6.start_ints():
         points.update((start - 1, start, start + 1))
     keys = [p for p in sorted(points) if 0 <= p <= IPV6_MAX]

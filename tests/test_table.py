@@ -18,9 +18,7 @@ Row = tuple[int, int, int]
 
 
 def _build(version: IPVersion, rows: list[Row]) -> RangeTable:
-    return build_table(
-        version, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-    )
+    return build_table(version, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
 
 def _label_at(table: RangeTable, address: int) -> int:
@@ -53,9 +51,7 @@ def _check_against_model(version: IPVersion, rows: list[Row], queries: list[int]
 def _rows(draw: st.DrawFn, last: int) -> list[Row]:
     """Ranges crowded into a few small windows so nesting and partial overlaps are common."""
     anchors = draw(
-        st.lists(
-            st.one_of(st.just(0), st.just(last), st.integers(0, last)), min_size=1, max_size=3
-        )
+        st.lists(st.one_of(st.just(0), st.just(last), st.integers(0, last)), min_size=1, max_size=3)
     )
     rows = []
     for _ in range(draw(st.integers(0, 25))):
@@ -75,7 +71,9 @@ def test_ipv4_table_matches_model(rows: list[Row], queries: list[int]) -> None:
 
 
 @given(rows=_rows(IPV6_MAX), queries=st.lists(st.integers(0, IPV6_MAX), max_size=20))
-@example(rows=[(IPV6_MAX - 5, IPV6_MAX, 1), (0, 1 << 64, 2), ((1 << 64) - 1, 1 << 64, 3)], queries=[])
+@example(
+    rows=[(IPV6_MAX - 5, IPV6_MAX, 1), (0, 1 << 64, 2), ((1 << 64) - 1, 1 << 64, 3)], queries=[]
+)
 def test_ipv6_table_matches_model(rows: list[Row], queries: list[int]) -> None:
     _check_against_model(6, rows, queries)
 
@@ -83,25 +81,49 @@ def test_ipv6_table_matches_model(rows: list[Row], queries: list[int]) -> None:
 # (rows, [(address, expected label)]) -- the overlap rule spelled out case by case.
 _CASES: list[tuple[str, list[Row], list[tuple[int, int]]]] = [
     ("empty data is one unknown segment", [], [(0, 0), (IPV4_MAX, 0)]),
-    ("gap before, between and after", [(10, 19, 1), (30, 39, 2)],
-     [(9, 0), (10, 1), (19, 1), (20, 0), (29, 0), (30, 2), (39, 2), (40, 0)]),
-    ("nested: most specific wins", [(0, 99, 1), (40, 49, 2)],
-     [(39, 1), (40, 2), (49, 2), (50, 1), (99, 1)]),
-    ("nested, inner row first in the file", [(40, 49, 2), (0, 99, 1)],
-     [(39, 1), (40, 2), (49, 2), (50, 1)]),
-    ("partial overlap: greater start wins", [(0, 50, 1), (40, 99, 2)],
-     [(39, 1), (40, 2), (50, 2), (99, 2)]),
-    ("equal starts: narrowest wins", [(10, 20, 1), (10, 15, 2)],
-     [(10, 2), (15, 2), (16, 1), (20, 1)]),
+    (
+        "gap before, between and after",
+        [(10, 19, 1), (30, 39, 2)],
+        [(9, 0), (10, 1), (19, 1), (20, 0), (29, 0), (30, 2), (39, 2), (40, 0)],
+    ),
+    (
+        "nested: most specific wins",
+        [(0, 99, 1), (40, 49, 2)],
+        [(39, 1), (40, 2), (49, 2), (50, 1), (99, 1)],
+    ),
+    (
+        "nested, inner row first in the file",
+        [(40, 49, 2), (0, 99, 1)],
+        [(39, 1), (40, 2), (49, 2), (50, 1)],
+    ),
+    (
+        "partial overlap: greater start wins",
+        [(0, 50, 1), (40, 99, 2)],
+        [(39, 1), (40, 2), (50, 2), (99, 2)],
+    ),
+    (
+        "equal starts: narrowest wins",
+        [(10, 20, 1), (10, 15, 2)],
+        [(10, 2), (15, 2), (16, 1), (20, 1)],
+    ),
     ("identical rows: later row wins", [(10, 20, 1), (10, 20, 2)], [(10, 2), (20, 2)]),
     ("adjacent same label merged", [(0, 9, 1), (10, 19, 1)], [(0, 1), (19, 1), (20, 0)]),
     ("whole space", [(0, IPV4_MAX, 3)], [(0, 3), (IPV4_MAX, 3)]),
-    ("single addresses at both ends", [(0, 0, 1), (IPV4_MAX, IPV4_MAX, 2)],
-     [(0, 1), (1, 0), (IPV4_MAX - 1, 0), (IPV4_MAX, 2)]),
-    ("three-deep nesting", [(0, 100, 1), (10, 90, 2), (20, 30, 3)],
-     [(9, 1), (10, 2), (19, 2), (20, 3), (31, 2), (91, 1)]),
-    ("label 0 paints unknown over a wider range", [(0, 100, 1), (50, 60, 0)],
-     [(49, 1), (50, 0), (60, 0), (61, 1)]),
+    (
+        "single addresses at both ends",
+        [(0, 0, 1), (IPV4_MAX, IPV4_MAX, 2)],
+        [(0, 1), (1, 0), (IPV4_MAX - 1, 0), (IPV4_MAX, 2)],
+    ),
+    (
+        "three-deep nesting",
+        [(0, 100, 1), (10, 90, 2), (20, 30, 3)],
+        [(9, 1), (10, 2), (19, 2), (20, 3), (31, 2), (91, 1)],
+    ),
+    (
+        "label 0 paints unknown over a wider range",
+        [(0, 100, 1), (50, 60, 0)],
+        [(49, 1), (50, 0), (60, 0), (61, 1)],
+    ),
 ]
 
 

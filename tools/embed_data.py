@@ -24,7 +24,9 @@ def main() -> None:
         path = _SOURCE_DIR / name
         rows = read_location_csv(path, rows)
         raw = lzma.decompress(path.read_bytes())
-        sources.append({"name": name.removesuffix(".xz"), "sha256": hashlib.sha256(raw).hexdigest()})
+        sources.append(
+            {"name": name.removesuffix(".xz"), "sha256": hashlib.sha256(raw).hexdigest()}
+        )
     assert rows is not None
     v4, v6 = rows.tables()
     metadata = {
@@ -38,8 +40,10 @@ def main() -> None:
     }
     out = _ROOT / "lookupd" / "data" / EMBEDDED_DATA
     save_compiled(out, v4, v6, rows.label_names, metadata)
-    print(f"wrote {out}: {len(v4)} IPv4 and {len(v6)} IPv6 segments, "
-          f"{len(rows.label_names) - 1} labels, {out.stat().st_size} bytes")
+    print(
+        f"wrote {out}: {len(v4)} IPv4 and {len(v6)} IPv6 segments, "
+        f"{len(rows.label_names) - 1} labels, {out.stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":
