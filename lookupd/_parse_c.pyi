@@ -2,8 +2,17 @@
 
 Every parsed address becomes a 128-bit key stored as a row (high 64 bits, low 64 bits) of a
 ``uint64`` array of shape (n, 2); an IPv4 address a.b.c.d becomes the IPv4-mapped
-``::ffff:a.b.c.d``. ``status`` gets ``STATUS_OK`` (0) or ``STATUS_INVALID`` (2) per item, and
-an invalid item's key is (0, 0). No input, whatever its bytes, raises for the batch or crashes.
+``::ffff:a.b.c.d``. ``status`` gets ``Status.OK`` (0) or ``Status.INVALID_ADDRESS`` (2) per
+item, and an invalid item's key is (0, 0); both batch calls return how many were invalid.
+No item, whatever its type or bytes, raises or crashes: only a bad call raises (``TypeError``
+for a non-sequence ``items`` or a non-buffer array, ``ValueError`` for an output of the
+wrong length, shape, dtype or layout, or a read-only one).
+
+The syntax is ``ipaddress.ip_address``'s, minus scope IDs; the module docstring of
+lookupd._parse_py lists it exactly. ``bytes`` items are ASCII text, not packed addresses.
+``parse_many`` and ``parse_one`` strip nothing; ``parse_lines`` splits ``text`` on ``b"\\n"``
+(as ``count_lines`` counts) and strips spaces, tabs and ``\\r`` around each line, and a blank
+line is an invalid item. ``parse_lines`` runs without the GIL.
 """
 
 from collections.abc import Sequence

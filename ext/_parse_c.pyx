@@ -1,0 +1,457 @@
+"""Parse IPv4 and IPv6 text into 128-bit keys: the compiled twin of lookupd._parse_py.
+
+The accepted syntax, the key layout and every deliberate difference from
+``ipaddress.ip_address`` are described in lookupd/_parse_py.py; both modules must agree
+on every input. The parser is hand-rolled (no ``inet_pton``): it reads at most 45 bytes
+of an item, so any bytes, of any length, are safe to give it.
+"""
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.sequence cimport (
+    PySequence_Check,
+    PySequence_Fast,
+    PySequence_Fast_GET_SIZE,
+    PySequence_Fast_ITEMS,
+)
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memchr
+
+
+cdef extern from "Python.h":
+    # Declared on borrowed PyObject* so the hot loop does no reference counting.
+    bint PyUnicode_Check(PyObject* o) noexcept nogil
+    bint PyUnicode_IS_COMPACT_ASCII(PyObject* o) noexcept nogil
+    bint PyUnicode_IS_ASCII(PyObject* o) noexcept nogil
+    void* PyUnicode_DATA(PyObject* o) noexcept nogil
+    Py_ssize_t PyUnicode_GET_LENGTH(PyObject* o) noexcept nogil
+    bint PyBytes_Check(PyObject* o) noexcept nogil
+    char* PyBytes_AS_STRING(PyObject* o) noexcept nogil
+    Py_ssize_t PyBytes_GET_SIZE(PyObject* o) noexcept nogil
+
+
+# Compile-time constants (an enum, not module globals, so the C compiler folds them).
+cdef enum:
+    # Status codes, as lookupd._constants.Status: OK and INVALID_ADDRESS.
+    _OK = 0
+    _INVALID = 2
+    # "255.255.255.255": the longest dotted quad.
+    _MAX_V4_CHARS = 15
+    # "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255": the longest IPv6 text (no zone).
+    _MAX_V6_CHARS = 45
+
+# Value of each byte as a hex digit; 16 for every byte that is not one.
+cdef uint8_t _HEX_VALUE[256]
+
+
+cdef void _fill_hex_table() noexcept:
+    cdef int c
+    for c in range(256):
+        _HEX_VALUE[c] = 16
+    for c in range(10):
+        _HEX_VALUE[ord("0") + c] = c
+    for c in range(6):
+        _HEX_VALUE[ord("a") + c] = 10 + c
+        _HEX_VALUE[ord("A") + c] = 10 + c
+
+
+_fill_hex_table()
+
+
+def parse_many(items, keys, status) -> int:
+    """Parse each address of ``items`` into one row of ``keys`` and one ``status`` byte.
+
+    Items are ``str`` or ``bytes`` (ASCII text, not packed addresses), taken exactly as
+    they are: no whitespace is stripped. Anything else, or text that is not an address,
+    is an invalid item: its status is 2 (``Status.INVALID_ADDRESS``), its key (0, 0).
+
+    Args:
+        items: a sequence (a list or tuple is read without a copy) of ``str`` or ``bytes``.
+        keys: C-contiguous, writable ``uint64`` array of shape (len(items), 2).
+        status: C-contiguous, writable ``uint8`` array of length len(items).
+
+    Returns:
+        The number of invalid items.
+
+    Raises:
+        TypeError: if ``items`` is not a sequence, or is a single ``str``/``bytes``, or
+            ``keys``/``status`` is not a buffer.
+        ValueError: if ``keys`` or ``status`` has the wrong length, shape, dtype or
+            layout, or is read-only.
+    """
+    if isinstance(items, (str, bytes, bytearray)):
+        msg = f"items must be a sequence of addresses, not a single {type(items).__name__}"
+        raise TypeError(msg)
+    if not PySequence_Check(items):
+        msg = f"items must be a sequence of str or bytes, not {type(items).__name__}"
+        raise TypeError(msg)
+    seq = PySequence_Fast(items, b"items must be a sequence of str or bytes")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+    cdef uint64_t[:, ::1] rows = _key_rows(keys)
+    cdef uint8_t[::1] codes = _status_bytes(status)
+    _check_outputs(n, "items", rows, codes)
+    if n == 0:
+        return 0
+    # The items are borrowed: on a free-threaded build, lock the list so no other thread
+    # can drop one while it is read (a no-op under the GIL).
+    with cython.critical_section(seq):
+        return _parse_objects(<PyObject**>PySequence_Fast_ITEMS(seq), n, &rows[0, 0], &codes[0])
+
+
+def parse_one(item) -> int | None:
+    """Return the 128-bit key of one address, or None if ``item`` is not one.
+
+    The syntax is that of :func:`parse_many` (no whitespace is stripped).
+
+    Raises:
+        TypeError: if ``item`` is neither ``str`` nor ``bytes``.
+    """
+    cdef const char* s
+    cdef Py_ssize_t n
+    cdef uint64_t hi, lo
+    cdef PyObject* o = <PyObject*>item
+    if not _text_of(o, &s, &n):
+        if PyUnicode_Check(o):
+            return None  # non-ASCII text is never an address
+        msg = f"item must be str or bytes, not {type(item).__name__}"
+        raise TypeError(msg)
+    if not _parse_address(s, n, &hi, &lo):
+        return None
+    return (<object>hi << 64) | <object>lo
+
+
+def count_lines(text) -> int:
+    """Return the number of lines in ``text``, as :func:`parse_lines` splits it.
+
+    Lines end at ``b"\\n"``; a last line without one counts, and text ending in
+    ``b"\\n"`` has no extra empty line after it. Blank lines count.
+
+    Raises:
+        TypeError: if ``text`` is not a bytes-like object.
+        ValueError: if ``text`` is not a C-contiguous 1-D buffer of bytes.
+    """
+    cdef const unsigned char[::1] data = _text_bytes(text)
+    cdef Py_ssize_t count
+    with nogil:
+        count = _count_lines(&data[0] if data.shape[0] else NULL, data.shape[0])
+    return count
+
+
+def parse_lines(text, keys, status) -> int:
+    """Parse newline-separated addresses in ``text``, one row of ``keys`` per line.
+
+    Lines are split as by :func:`count_lines`. Unlike :func:`parse_many`, each line is
+    stripped of surrounding spaces, tabs and ``\\r`` first: files carry ``\\r\\n`` line
+    ends and stray spaces. A blank line is an invalid item, so row i is always line i + 1.
+    Runs without the GIL.
+
+    Args:
+        text: a C-contiguous bytes-like object (``bytes``, ``bytearray``, ``memoryview``).
+        keys: C-contiguous, writable ``uint64`` array of shape (count_lines(text), 2).
+        status: C-contiguous, writable ``uint8`` array of length count_lines(text).
+
+    Returns:
+        The number of invalid lines.
+
+    Raises:
+        TypeError: if ``text``, ``keys`` or ``status`` is not a buffer.
+        ValueError: if ``keys`` or ``status`` does not have one row per line, or has the
+            wrong shape, dtype or layout, or is read-only; or ``text`` is not 1-D bytes.
+    """
+    cdef const unsigned char[::1] data = _text_bytes(text)
+    cdef uint64_t[:, ::1] rows = _key_rows(keys)
+    cdef uint8_t[::1] codes = _status_bytes(status)
+    cdef Py_ssize_t size = data.shape[0]
+    cdef const char* chars = <const char*>&data[0] if size else NULL
+    cdef Py_ssize_t n
+    with nogil:
+        n = _count_lines(<const unsigned char*>chars, size)
+    _check_outputs(n, "lines", rows, codes)
+    if n == 0:
+        return 0
+    cdef Py_ssize_t invalid
+    with nogil:
+        invalid = _parse_text(chars, size, &rows[0, 0], &codes[0])
+    return invalid
+
+
+# The three buffer conversions name the argument in their errors and turn the
+# BufferError a non-contiguous memoryview raises into the ValueError every other
+# layout problem raises.
+cdef uint64_t[:, ::1] _key_rows(object keys):
+    if keys is None:
+        raise TypeError("keys must be a uint64 array, not None")
+    cdef uint64_t[:, ::1] rows
+    try:
+        rows = keys
+    except (ValueError, BufferError) as exc:
+        msg = f"keys: {exc}"
+        raise ValueError(msg) from None
+    return rows
+
+
+cdef uint8_t[::1] _status_bytes(object status):
+    if status is None:
+        raise TypeError("status must be a uint8 array, not None")
+    cdef uint8_t[::1] codes
+    try:
+        codes = status
+    except (ValueError, BufferError) as exc:
+        msg = f"status: {exc}"
+        raise ValueError(msg) from None
+    return codes
+
+
+cdef const unsigned char[::1] _text_bytes(object text):
+    if text is None:
+        raise TypeError("text must be a bytes-like object, not None")
+    cdef const unsigned char[::1] data
+    try:
+        data = text
+    except (ValueError, BufferError) as exc:
+        msg = f"text: {exc}"
+        raise ValueError(msg) from None
+    return data
+
+
+cdef int _check_outputs(Py_ssize_t n, str what, uint64_t[:, ::1] rows,
+                        uint8_t[::1] codes) except -1:
+    if rows.shape[1] != 2:
+        msg = f"keys must have shape (n, 2), not ({rows.shape[0]}, {rows.shape[1]})"
+        raise ValueError(msg)
+    if rows.shape[0] != n:
+        msg = f"keys has {rows.shape[0]} rows but there are {n} {what}"
+        raise ValueError(msg)
+    if codes.shape[0] != n:
+        msg = f"status has {codes.shape[0]} entries but there are {n} {what}"
+        raise ValueError(msg)
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _parse_objects(PyObject** objs, Py_ssize_t n, uint64_t* keys,
+                               uint8_t* status) noexcept:
+    """Parse n borrowed objects; runs with the GIL held, since it reads Python objects."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t invalid = 0
+    cdef const char* s
+    cdef Py_ssize_t size
+    cdef uint64_t* row
+    cdef bint ok
+    for i in range(n):
+        row = keys + 2 * i
+        ok = _text_of(objs[i], &s, &size) and _parse_address(s, size, &row[0], &row[1])
+        if not ok:
+            row[0] = 0
+            row[1] = 0
+            invalid += 1
+        status[i] = _OK if ok else _INVALID
+    return invalid
+
+
+cdef inline bint _text_of(PyObject* o, const char** s, Py_ssize_t* n) noexcept:
+    """Point ``s``/``n`` at the text of an ASCII str or a bytes object; else return False."""
+    if PyUnicode_Check(o):
+        # Compact ASCII is every exact str of ASCII text; subclasses take the slower
+        # macro. The ascii flag is only ever set on ready strings, so the data exists.
+        if PyUnicode_IS_COMPACT_ASCII(o) or PyUnicode_IS_ASCII(o):
+            s[0] = <const char*>PyUnicode_DATA(o)
+            n[0] = PyUnicode_GET_LENGTH(o)
+            return True
+        return False
+    if PyBytes_Check(o):
+        s[0] = PyBytes_AS_STRING(o)
+        n[0] = PyBytes_GET_SIZE(o)
+        return True
+    return False
+
+
+cdef Py_ssize_t _count_lines(const unsigned char* text, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t count = 0
+    cdef const unsigned char* p = text
+    cdef const unsigned char* end = text + size
+    cdef const unsigned char* nl
+    while p < end:
+        nl = <const unsigned char*>memchr(p, ord("\n"), end - p)
+        count += 1
+        if nl == NULL:
+            break
+        p = nl + 1
+    return count
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _parse_text(const char* text, Py_ssize_t size, uint64_t* keys,
+                            uint8_t* status) noexcept nogil:
+    """Parse each stripped line of ``text``; the caller sized the outputs by _count_lines."""
+    cdef const char* p = text
+    cdef const char* end = text + size
+    cdef const char* line_end
+    cdef const char* first
+    cdef const char* last
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t invalid = 0
+    cdef uint64_t* row
+    cdef bint ok
+    while p < end:
+        line_end = <const char*>memchr(p, ord("\n"), end - p)
+        if line_end == NULL:
+            line_end = end
+        first = p
+        last = line_end
+        while first < last and _is_blank(first[0]):
+            first += 1
+        while last > first and _is_blank((last - 1)[0]):
+            last -= 1
+        row = keys + 2 * i
+        ok = _parse_address(first, last - first, &row[0], &row[1])
+        if not ok:
+            row[0] = 0
+            row[1] = 0
+            invalid += 1
+        status[i] = _OK if ok else _INVALID
+        i += 1
+        p = line_end + 1
+    return invalid
+
+
+cdef inline bint _is_blank(char c) noexcept nogil:
+    # The whitespace parse_lines strips: space, tab and the \r of \r\n line ends.
+    return c == c" " or c == c"\t" or c == c"\r"
+
+
+cdef inline bint _parse_address(const char* s, Py_ssize_t n, uint64_t* hi,
+                                uint64_t* lo) noexcept nogil:
+    """Parse IPv4 or IPv6 text into a 128-bit key; on failure hi/lo hold garbage."""
+    cdef uint32_t v4
+    if _parse_v4(s, n, &v4):
+        hi[0] = 0
+        lo[0] = 0xFFFF00000000ULL | v4  # ::ffff:0:0/96, IPv4-mapped: ::ffff:a.b.c.d
+        return True
+    return _parse_v6(s, n, hi, lo)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline bint _parse_v4(const char* s, Py_ssize_t n, uint32_t* out) noexcept nogil:
+    """Parse a strict dotted quad: four parts 0-255, ASCII digits, no leading zeros."""
+    if n < 7 or n > _MAX_V4_CHARS:  # 7: "0.0.0.0"
+        return False
+    cdef const unsigned char* p = <const unsigned char*>s
+    cdef Py_ssize_t i = 0
+    cdef uint32_t result = 0
+    cdef uint32_t value, digit
+    cdef int part
+    for part in range(4):
+        if part:
+            if i >= n or p[i] != ord("."):
+                return False
+            i += 1
+        # Unsigned wrap-around turns every non-digit into a value above 9.
+        if i >= n:
+            return False
+        value = p[i] - ord("0")
+        if value > 9:
+            return False
+        i += 1
+        if i < n:
+            digit = p[i] - ord("0")
+            if digit <= 9:
+                if value == 0:  # a leading zero, as inet_pton and ipaddress reject
+                    return False
+                value = value * 10 + digit
+                i += 1
+                if i < n:
+                    digit = p[i] - ord("0")
+                    if digit <= 9:
+                        value = value * 10 + digit
+                        i += 1
+                        if value > 255:
+                            return False
+        result = (result << 8) | value
+    if i != n:  # a fourth digit, a fifth part, or any other trailing byte
+        return False
+    out[0] = result
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline bint _parse_v6(const char* s, Py_ssize_t n, uint64_t* hi,
+                           uint64_t* lo) noexcept nogil:
+    """Parse RFC 4291 IPv6 text: 1-4 hex digits per group, one '::', a dotted-quad tail."""
+    if n < 2 or n > _MAX_V6_CHARS:  # 2: "::"
+        return False
+    cdef const unsigned char* p = <const unsigned char*>s
+    cdef uint32_t groups[8]
+    cdef int count = 0  # groups written so far
+    cdef int gap = -1  # number of groups before the '::', if there is one
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t start
+    cdef uint32_t value, digit, v4
+    if p[0] == ord(":"):
+        if p[1] != ord(":"):  # a leading ':' is only allowed as part of '::'
+            return False
+        gap = 0
+        i = 2
+    while i < n:
+        if count == 8:
+            return False
+        start = i
+        value = 0
+        while i < n and i - start < 5:
+            digit = _HEX_VALUE[p[i]]
+            if digit > 15:
+                break
+            value = (value << 4) | digit
+            i += 1
+        if i < n and p[i] == ord("."):
+            # A dotted quad is the last 32 bits: it must end the text and fit.
+            if count > 6 or not _parse_v4(s + start, n - start, &v4):
+                return False
+            groups[count] = v4 >> 16
+            groups[count + 1] = v4 & 0xFFFF
+            count += 2
+            break
+        if i == start or i - start > 4:
+            return False
+        groups[count] = value
+        count += 1
+        if i == n:
+            break
+        if p[i] != ord(":"):
+            return False
+        i += 1
+        if i == n:  # a trailing ':' is only allowed as part of '::'
+            return False
+        if p[i] == ord(":"):
+            if gap >= 0:  # at most one '::'
+                return False
+            gap = count
+            i += 1
+    if gap < 0:
+        if count != 8:
+            return False
+    elif count == 8:  # '::' must stand for at least one group of zeros
+        return False
+    else:
+        _expand_gap(groups, count, gap)
+    hi[0] = (<uint64_t>groups[0] << 48) | (<uint64_t>groups[1] << 32) \
+        | (<uint64_t>groups[2] << 16) | groups[3]
+    lo[0] = (<uint64_t>groups[4] << 48) | (<uint64_t>groups[5] << 32) \
+        | (<uint64_t>groups[6] << 16) | groups[7]
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void _expand_gap(uint32_t* groups, int count, int gap) noexcept nogil:
+    """Move the groups after '::' to the end of the 8 and fill the gap with zeros."""
+    cdef int shift = 8 - count
+    cdef int j
+    for j in range(count - 1, gap - 1, -1):
+        groups[j + shift] = groups[j]
+    for j in range(gap, gap + shift):
+        groups[j] = 0
