@@ -4,7 +4,9 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-NO_EXTENSIONS = bool(os.environ.get("LOOKUPD_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+NO_EXTENSIONS = (
+    bool(os.environ.get("LOOKUPD_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+)
 
 if TYPE_CHECKING or NO_EXTENSIONS:
     from lookupd._search_py import (

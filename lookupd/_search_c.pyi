@@ -3,9 +3,11 @@
 Tables: IPv4 starts are a sorted ``uint32`` array; IPv6 starts are a ``uint64`` array of
 shape (n, 2) holding each 128-bit start as (high 64 bits, low 64 bits), rows sorted.
 ``starts[0] == 0`` always: the table covers the whole address space. ``jump`` is the
-top-bits jump table built by :func:`jump_table_v4` / :func:`jump_table_v6`.
+top-bits jump table built by :func:`jump_table_v4` / :func:`jump_table_v6` (a jump table
+built for another table gives wrong answers, but never reads outside ``starts``).
 Query keys use the same layouts. Every function validates shapes at the boundary and
-raises ``ValueError`` on a mismatch, then runs without the GIL.
+raises ``ValueError`` on a mismatch (wrong dtype, shape, layout or length, read-only output,
+empty table, ``starts[0] != 0``, out-of-range key), then runs without the GIL.
 """
 
 import numpy as np
