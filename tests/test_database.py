@@ -13,7 +13,6 @@ import re
 import threading
 import time
 import zipfile
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from pathlib import Path
