@@ -17,7 +17,7 @@ from lookupd import _parse, _search
 from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, Status
 from lookupd.compiled import load_compiled
 from lookupd.errors import DataFormatError, InvalidAddressError
-from lookupd.loader import read_location_csv
+from lookupd.formats.location_csv import read_location_csv
 from lookupd.table import IPVersion, RangeTable
 
 EMBEDDED_DATA = "geo-whois-asn-country.npz"

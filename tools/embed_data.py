@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lookupd.compiled import save_compiled
 from lookupd.database import EMBEDDED_DATA
-from lookupd.loader import read_location_csv
+from lookupd.formats.location_csv import read_location_csv
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SOURCE_DIR = _ROOT / "tests" / "data" / "geo-whois-asn-country"

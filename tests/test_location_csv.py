@@ -10,7 +10,8 @@ import pytest
 
 from lookupd._constants import IPV4_MAX
 from lookupd.errors import DataFormatError
-from lookupd.loader import RangeRows, read_location_csv
+from lookupd.formats.location_csv import read_location_csv
+from lookupd.rows import RangeRows
 
 
 def _write(path: Path, text: str) -> Path:

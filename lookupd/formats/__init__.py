@@ -1,0 +1,130 @@
+"""Read every supported geolocation format into rows; tell which format a file is.
+
+Each format lives in its own module with one entry point,
+``read(path: Path, rows: RangeRows, progress: Progress | None) -> RangeRows``, which appends
+the file's inclusive ranges to ``rows`` and raises :class:`~lookupd.errors.DataFormatError`
+with the file (and line, where there is one) for anything it cannot read.
+
+Labels are ISO 3166-1 alpha-2 codes as the data spells them (``US``), or, for data that
+carries a first-level ISO 3166-2 subdivision, ``COUNTRY-SUBDIVISION`` (``UA-43``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from lookupd.errors import DataFormatError
+from lookupd.formats._text import READ_ERRORS, open_text, records
+from lookupd.rows import RangeRows
+
+Progress = Callable[[int, int], None]
+"""Called now and then with (work done, total work), in a unit of the reader's choosing."""
+
+# name -> (module in lookupd.formats, one-line description)
+FORMATS: dict[str, tuple[str, str]] = {
+    "location-csv": (
+        "location_csv",
+        "ip-location-db start,end,country_code CSV (dotted/colon or decimal addresses)",
+    ),
+    "dbip-csv": ("location_csv", "DB-IP lite country CSV: ip_start,ip_end,country"),
+    "mmdb": ("mmdb", "MaxMind DB file: GeoIP2/GeoLite2 Country and City, or flat country_code"),
+    "geolite2-csv": (
+        "geolite2_csv",
+        "MaxMind GeoLite2/GeoIP2 Country or City CSV: *-Blocks-IPv4/IPv6.csv + *-Locations-en.csv",
+    ),
+    "ip2location-csv": (
+        "ip2location_csv",
+        'IP2Location LITE DB1 CSV: "ip_from","ip_to","country_code","country_name"',
+    ),
+}
+
+# The last bytes of every MaxMind DB file lead up to its metadata with this marker.
+_MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
+_MMDB_TAIL_BYTES = 128 * 1024
+_COMPRESSED = (".gz", ".xz")
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return the name of ``path``'s format (a key of :data:`FORMATS`).
+
+    Raises:
+        DataFormatError: the file is missing, unreadable, or of no known format.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if any(path.glob("*-Blocks-IPv[46].csv*")):
+            return "geolite2-csv"
+        msg = f"{path}: a directory, but no *-Blocks-IPv4.csv / *-Blocks-IPv6.csv in it"
+        raise DataFormatError(msg)
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise DataFormatError(msg)
+    name = path.name.lower()
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    if name.endswith(".mmdb") or _has_mmdb_marker(path):
+        return "mmdb"
+    if "-blocks-ipv" in name:
+        return "geolite2-csv"
+    if "-locations-" in name:
+        msg = f"{path}: a GeoLite2 Locations file; pass the *-Blocks-IPv4/IPv6.csv files instead"
+        raise DataFormatError(msg)
+    return _detect_csv(path)
+
+
+def read_source(
+    path: str | os.PathLike[str],
+    rows: RangeRows | None = None,
+    *,
+    format: str | None = None,
+    progress: Progress | None = None,
+) -> RangeRows:
+    """Read one source file (format detected unless given) into ``rows``.
+
+    Raises:
+        DataFormatError: unknown format name, or the file cannot be read as that format.
+    """
+    path = Path(path)
+    name = format or detect_format(path)
+    if name not in FORMATS:
+        msg = f"unknown format {name!r}; known: {', '.join(FORMATS)}"
+        raise DataFormatError(msg)
+    module = importlib.import_module(f"lookupd.formats.{FORMATS[name][0]}")
+    reader: Callable[..., RangeRows] = module.read
+    return reader(path, RangeRows() if rows is None else rows, progress)
+
+
+def _has_mmdb_marker(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _MMDB_TAIL_BYTES))
+            return _MMDB_MARKER in handle.read()
+    except OSError as exc:
+        msg = f"{path}: cannot read: {exc}"
+        raise DataFormatError(msg) from exc
+
+
+def _detect_csv(path: Path) -> str:
+    """Tell the CSV formats apart by their first record."""
+    try:
+        with open_text(path) as handle:
+            first = next(iter(records(handle)), None)
+    except READ_ERRORS as exc:
+        msg = f"{path}: cannot read: {exc}"
+        raise DataFormatError(msg) from exc
+    if first is None:
+        msg = f"{path}: empty file"
+        raise DataFormatError(msg)
+    fields = [field.strip() for field in first[1]]
+    if fields and fields[0] == "network":
+        return "geolite2-csv"
+    if len(fields) >= 4 and fields[0].isdigit() and fields[1].isdigit():
+        return "ip2location-csv"
+    if len(fields) >= 3:
+        return "location-csv"
+    msg = f"{path}: cannot tell the format from its first line {first[1]!r}; pass --format"
+    raise DataFormatError(msg)
