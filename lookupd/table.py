@@ -53,12 +53,18 @@ class RangeTable:
         labels: npt.ArrayLike,
         *,
         verify: bool = True,
+        jump: npt.ArrayLike | None = None,
     ) -> RangeTable:
         """Wrap segment arrays (copied only if not already contiguous of the right dtype).
 
+        Args:
+            jump: the table's jump table, if already built (e.g. mapped from a snapshot);
+                derived from ``starts`` when ``None``.
+
         Raises:
             InvalidTableError: if ``verify`` and the starts are unsorted, do not begin at
-                0, or the arrays disagree in length.
+                0, or the arrays disagree in length; or ``jump`` is given and is not the
+                jump table of these starts.
         """
         if version == 4:
             starts_arr: npt.NDArray[np.uint32] | npt.NDArray[np.uint64] = np.ascontiguousarray(
@@ -69,12 +75,17 @@ class RangeTable:
         labels_arr = np.ascontiguousarray(labels, dtype=np.uint16)
         if verify:
             _verify(version, starts_arr, labels_arr)
-        jump = (
+        if jump is not None:
+            jump_arr = np.ascontiguousarray(jump, dtype=np.uint32)
+            if verify:
+                _verify_jump(version, starts_arr, jump_arr)
+            return cls(version, starts_arr, labels_arr, jump_arr)
+        derived = (
             _search.jump_table_v4(starts_arr)  # type: ignore[arg-type]
             if version == 4
             else _search.jump_table_v6(starts_arr)  # type: ignore[arg-type]
         )
-        return cls(version, starts_arr, labels_arr, jump)
+        return cls(version, starts_arr, labels_arr, derived)
 
     @classmethod
     def empty(cls, version: IPVersion) -> RangeTable:
@@ -123,6 +134,47 @@ def _verify(
     if not increasing.all():
         bad = int(np.argmin(increasing)) + 1
         msg = f"IPv{version} table starts are not strictly increasing at segment {bad}"
+        raise InvalidTableError(msg)
+
+
+def _verify_jump(
+    version: IPVersion,
+    starts: npt.NDArray[np.uint32] | npt.NDArray[np.uint64],
+    jump: npt.NDArray[np.uint32],
+) -> None:
+    """Check that ``jump`` is exactly the jump table the search core would build.
+
+    Cheaper than rebuilding it: entry ``p`` must index the last start at or below prefix
+    ``p``'s first address, which two gathers per entry confirm.
+    """
+    bits = _search.JUMP_BITS_V4 if version == 4 else _search.JUMP_BITS_V6
+    n = starts.shape[0]
+    if jump.shape != ((1 << bits) + 1,):
+        msg = f"IPv{version} jump table has shape {jump.shape}, expected ({(1 << bits) + 1},)"
+        raise InvalidTableError(msg)
+    if int(jump[-1]) != n - 1 or int(jump.max()) >= n:
+        msg = f"IPv{version} jump table points past the {n} segments"
+        raise InvalidTableError(msg)
+    index = jump[:-1].astype(np.intp)
+    after = np.minimum(index + 1, n - 1)
+    last = index == n - 1  # no start after it to compare with
+    prefixes = np.arange(1 << bits, dtype=np.uint64)
+    if version == 4:
+        firsts = (prefixes << np.uint64(32 - bits)).astype(np.uint32)
+        at_or_below = starts[index] <= firsts
+        above = last | (starts[after] > firsts)
+    else:
+        firsts_hi = prefixes << np.uint64(64 - bits)
+        # A prefix's first address has a zero low half: a start is at or below it when its
+        # high half is smaller, or equal with a zero low half.
+        hi, lo = starts[index, 0], starts[index, 1]
+        at_or_below = (hi < firsts_hi) | ((hi == firsts_hi) & (lo == 0))
+        hi_after, lo_after = starts[after, 0], starts[after, 1]
+        above = last | (hi_after > firsts_hi) | ((hi_after == firsts_hi) & (lo_after > 0))
+    good = at_or_below & above
+    if not good.all():
+        bad = int(np.argmin(good))
+        msg = f"IPv{version} jump table entry {bad} does not match the starts"
         raise InvalidTableError(msg)
 
 
