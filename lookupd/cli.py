@@ -1,19 +1,36 @@
-"""The ``lookupd`` command line: look addresses up, report the version."""
+"""The ``lookupd`` command line: look addresses up, build and inspect data, report versions."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import lookupd
 from lookupd import _parse, _search
 from lookupd._constants import Status
-from lookupd.database import Database, open_database
+from lookupd.compiled import load_compiled
+from lookupd.database import Database, DataInfo, open_database
 from lookupd.errors import LookupdError
+from lookupd.formats import FORMATS
+from lookupd.merge import (
+    FamilyDiff,
+    Tables,
+    address_totals,
+    diff,
+    merge_sources,
+    non_iso_labels,
+)
+from lookupd.progress import progress_line
+from lookupd.snapshot import is_snapshot, load_snapshot, write_snapshot
 
 # Printed for a valid address that no range covers.
 NO_COUNTRY = "--"
@@ -21,6 +38,16 @@ _STDIN_CHUNK_BYTES = 1 << 20
 # What the line parser strips around an address (and nothing else).
 _BLANKS = b" \t\r"
 _LOGGER = logging.getLogger("lookupd")
+# Data metadata keys `lookupd version` prints, and how it names them.
+_VERSION_FIELDS = {
+    "name": "data name",
+    "version": "data version",
+    "date": "data date",
+    "license": "data license",
+    "data_version": "data version id",
+    "created": "data built",
+}
+_FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,11 +98,92 @@ def _build_parser() -> argparse.ArgumentParser:
     version = commands.add_parser("version", help="print versions, cores and data source")
     version.add_argument("--db", metavar="PATH", help="data file instead of the embedded data")
     version.set_defaults(run=_run_version)
+
+    build = commands.add_parser(
+        "build",
+        help="compile sources into one memory-mapped snapshot",
+        description=(
+            "Read each SOURCE (format detected from its name and content unless --format "
+            "says), resolve its overlapping ranges, lay the sources over each other in "
+            "order and write one snapshot. Where sources overlap, a later source wins "
+            "wherever it has a country; its gaps leave the earlier sources' data in place "
+            "(e.g. a local corrections CSV given after the vendor database). The output is "
+            "written to a temporary file and renamed over FILE: nothing is written on error."
+        ),
+    )
+    build.add_argument("sources", nargs="+", metavar="SOURCE", help="data files, in precedence")
+    build.add_argument("-o", "--output", required=True, metavar="FILE", help="snapshot to write")
+    build.add_argument(
+        "--format",
+        action="append",
+        choices=sorted(FORMATS),
+        metavar="NAME",
+        help=(
+            "source format, once for all sources or once per source in order: "
+            + ", ".join(sorted(FORMATS))
+        ),
+    )
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    build.set_defaults(run=_run_build)
+
+    info = commands.add_parser(
+        "info",
+        help="describe a snapshot or source: metadata, counts, addresses per label",
+        description=(
+            "Describe FILE (a snapshot, a compiled .npz or any source file; the embedded "
+            "data without FILE): where the data came from, segment counts, the addresses "
+            "each label covers in IPv4 and IPv6 (exact), and labels that are not ISO "
+            "3166-1 country codes."
+        ),
+    )
+    info.add_argument("file", nargs="?", metavar="FILE", help="data file (default: embedded)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=_run_info)
+
+    compare = commands.add_parser(
+        "diff",
+        help="list the address ranges whose country differs between two data files",
+        description=(
+            "Compare OLD and NEW (snapshots, compiled .npz or source files) address by "
+            "address: list each range whose label changed and total the addresses per "
+            "(old -> new) pair, for IPv4 and IPv6. '--' is no country. Exit status: 0 if "
+            "every address has the same label, 1 if some differ, 2 on error."
+        ),
+    )
+    compare.add_argument("old", metavar="OLD")
+    compare.add_argument("new", metavar="NEW")
+    compare.add_argument("--summary", action="store_true", help="totals only, no ranges")
+    compare.add_argument(
+        "--limit", type=_non_negative, metavar="N", help="list at most N ranges per family"
+    )
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
+    compare.set_defaults(run=_run_diff)
     return parser
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"not a count: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _open_db(path: str | None) -> Database:
+    """Open a database for ``lookup`` and ``version``: a snapshot, or what open_database takes."""
+    if path is not None and is_snapshot(path):
+        snapshot = load_snapshot(path)
+        return Database(
+            snapshot.v4, snapshot.v6, snapshot.label_names, DataInfo(path, snapshot.metadata)
+        )
+    return open_database(path)
+
+
 def _run_lookup(args: argparse.Namespace) -> int:
-    db = open_database(args.db)
+    db = _open_db(args.db)
     out = sys.stdout.buffer
     if args.addresses == ["-"]:
         invalid = _lookup_stream(db, sys.stdin.buffer, out)
@@ -162,13 +270,269 @@ def _code_bytes(db: Database) -> list[bytes]:
 
 
 def _run_version(args: argparse.Namespace) -> int:
-    db = open_database(args.db)
+    db = _open_db(args.db)
     print(f"lookupd {lookupd.__version__}")
     print(f"search core: {_search.CORE}")
     print(f"parse core: {_parse.CORE}")
     print(f"data: {db.info.source}")
-    for key in ("name", "version", "date", "license"):
+    for key, title in _VERSION_FIELDS.items():
         if key in db.info.metadata:
-            print(f"data {key}: {db.info.metadata[key]}")
+            print(f"{title}: {db.info.metadata[key]}")
     print(f"segments: {len(db.v4)} IPv4, {len(db.v6)} IPv6; labels: {len(db.label_names) - 1}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------
+# build
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    formats: list[str | None]
+    if not args.format:
+        formats = [None] * len(args.sources)
+    elif len(args.format) == 1:
+        formats = list(args.format) * len(args.sources)
+    elif len(args.format) == len(args.sources):
+        formats = list(args.format)
+    else:
+        print(
+            f"lookupd: error: {len(args.format)} --format options for {len(args.sources)} "
+            "sources: give one for all, or one per source",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(args.output)
+    display = progress_line(sys.stderr, quiet=args.quiet)
+    try:
+        merged = merge_sources(args.sources, formats=formats, report=display)
+        non_iso = non_iso_labels(merged.tables.label_names)
+        if display is not None:
+            display.phase(f"writing {output.name}")
+        header = write_snapshot(
+            output,
+            merged.tables,
+            sources=merged.sources,
+            notes=merged.notes,
+            non_iso_labels=non_iso,
+        )
+    finally:
+        if display is not None:
+            display.close()
+    if args.quiet:
+        return 0
+    elapsed_s = time.perf_counter() - started
+    tables = merged.tables
+    rows_v4, rows_v6 = merged.rows
+    print(f"wrote {output} ({header['file_size']:,} bytes)")
+    print(f"data version id: {header['payload_sha256']}")
+    for number, source in enumerate(merged.sources, start=1):
+        print(
+            f"source {number}: {source.name} ({source.format}, {source.rows[0]:,} IPv4 and "
+            f"{source.rows[1]:,} IPv6 rows)"
+        )
+    print(f"rows: {rows_v4:,} IPv4, {rows_v6:,} IPv6")
+    print(f"segments: {len(tables.v4):,} IPv4, {len(tables.v6):,} IPv6")
+    print(f"labels: {len(tables.label_names) - 1}")
+    print(f"non-ISO labels: {', '.join(non_iso) if non_iso else 'none'}")
+    for note, count in merged.notes.items():
+        print(f"note: {note}: {count:,}")
+    print(f"time: {elapsed_s:.2f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# info, diff
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """Any data file, as tables and a description of it."""
+
+    name: str
+    """The path as given, or ``embedded:NAME``."""
+    kind: str
+    """``snapshot``, ``compiled``, ``embedded`` or ``source``."""
+    tables: Tables
+    """The tables, label table canonical for sources."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """What the file says about itself (snapshot header facts, source fingerprints)."""
+
+
+def _load_any(path: str | None, *, quiet: bool = False) -> _Loaded:
+    """Load the embedded data, a snapshot, a compiled ``.npz`` or any source file."""
+    if path is None:
+        db = lookupd.open()
+        return _Loaded(
+            db.info.source, "embedded", Tables(db.v4, db.v6, db.label_names), db.info.metadata
+        )
+    if is_snapshot(path):
+        snapshot = load_snapshot(path)
+        return _Loaded(path, "snapshot", snapshot.tables, snapshot.metadata)
+    if Path(path).suffix == ".npz":
+        v4, v6, names, metadata = load_compiled(path)
+        return _Loaded(path, "compiled", Tables(v4, v6, tuple(names)), metadata)
+    display = progress_line(sys.stderr, quiet=quiet)
+    try:
+        merged = merge_sources([path], report=display)
+    finally:
+        if display is not None:
+            display.close()
+    (source,) = merged.sources
+    metadata = {"sources": [source.as_json()], "notes": merged.notes}
+    return _Loaded(path, f"source ({source.format})", merged.tables, metadata)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    loaded = _load_any(args.file, quiet=args.json)
+    tables = loaded.tables
+    names = tables.label_names
+    totals = {
+        family: {names[label]: count for label, count in address_totals(table).items()}
+        for family, table in (("ipv4", tables.v4), ("ipv6", tables.v6))
+    }
+    non_iso = non_iso_labels(names)
+    if args.json:
+        record = {
+            "file": loaded.name,
+            "kind": loaded.kind,
+            "metadata": loaded.metadata,
+            "segments": {"ipv4": len(tables.v4), "ipv6": len(tables.v6)},
+            "labels": list(names[1:]),
+            "non_iso_labels": non_iso,
+            "addresses": totals,
+        }
+        print(json.dumps(record, indent=2, sort_keys=False))
+        return 0
+    print(f"file: {loaded.name}")
+    print(f"kind: {loaded.kind}")
+    metadata = loaded.metadata
+    for key, title in (
+        ("data_version", "data version id"),
+        ("format_version", "format version"),
+        ("created", "built"),
+        ("lookupd_version", "built by lookupd"),
+        ("name", "name"),
+        ("version", "version"),
+        ("date", "date"),
+        ("license", "license"),
+    ):
+        if key in metadata:
+            print(f"{title}: {metadata[key]}")
+    for number, source in enumerate(metadata.get("sources", []), start=1):
+        print(f"source {number}: {_describe_source(source)}")
+    print(f"segments: {len(tables.v4):,} IPv4, {len(tables.v6):,} IPv6")
+    print(f"labels: {len(names) - 1}")
+    print(f"non-ISO labels: {', '.join(non_iso) if non_iso else 'none'}")
+    for note, count in metadata.get("notes", {}).items():
+        print(f"note: {note}: {count:,}")
+    print("addresses per label:")
+    rows = [("label", "IPv4", "IPv6")]
+    for name in names:
+        v4, v6 = totals["ipv4"].get(name, 0), totals["ipv6"].get(name, 0)
+        rows.append((name or NO_COUNTRY, str(v4), str(v6)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for label, v4_text, v6_text in rows:
+        print(f"  {label:<{widths[0]}}  {v4_text:>{widths[1]}}  {v6_text:>{widths[2]}}")
+    return 0
+
+
+def _describe_source(source: Any) -> str:
+    """Return one line about a source record of a header (tolerating old or odd records)."""
+    if not isinstance(source, dict):
+        return str(source)
+    parts = [str(source.get("name", "?"))]
+    facts = []
+    for key in ("format", "size", "sha256"):
+        if key in source:
+            value = source[key]
+            facts.append(f"{value:,} bytes" if key == "size" else f"{key} {value}")
+    rows = source.get("rows")
+    if isinstance(rows, dict):
+        facts.append(f"{rows.get('ipv4', 0):,} IPv4 and {rows.get('ipv6', 0):,} IPv6 rows")
+    if facts:
+        parts.append(f"({', '.join(facts)})")
+    return " ".join(parts)
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    old = _load_any(args.old, quiet=args.json)
+    new = _load_any(args.new, quiet=args.json)
+    families = diff(old.tables, new.tables)
+    different = any(len(family) for family in families)
+    limit = 0 if args.summary else args.limit
+    if args.json:
+        record = {
+            "old": _json_side(old),
+            "new": _json_side(new),
+            "identical": not different,
+            **{f"ipv{family.version}": _json_family(family, limit) for family in families},
+        }
+        print(json.dumps(record, indent=2))
+        return 1 if different else 0
+    print(f"--- {_describe_side(old)}")
+    print(f"+++ {_describe_side(new)}")
+    for family in families:
+        title = _FAMILY_NAMES[family.version]
+        if not len(family):
+            print(f"{title}: no changes")
+            continue
+        print(f"{title}: {len(family):,} ranges changed, {family.addresses:,} addresses")
+        for first, last, old_label, new_label in family.ranges(limit):
+            count = last - first + 1
+            print(
+                f"  {_address(family.version, first)}-{_address(family.version, last)}  "
+                f"{old_label or NO_COUNTRY} -> {new_label or NO_COUNTRY}  {count:,}"
+            )
+        shown = len(family) if limit is None else min(limit, len(family))
+        if 0 < shown < len(family):
+            print(f"  ... {len(family) - shown:,} more ranges")
+        print(f"{title} totals (old -> new: addresses):")
+        for (old_label, new_label), count in family.totals.items():
+            print(f"  {old_label or NO_COUNTRY} -> {new_label or NO_COUNTRY}: {count:,}")
+    return 1 if different else 0
+
+
+def _describe_side(loaded: _Loaded) -> str:
+    facts = [loaded.kind]
+    if "data_version" in loaded.metadata:
+        facts.append(f"data version id {loaded.metadata['data_version']}")
+    tables = loaded.tables
+    facts.append(f"{len(tables.v4):,} IPv4 and {len(tables.v6):,} IPv6 segments")
+    return f"{loaded.name} ({', '.join(facts)})"
+
+
+def _json_side(loaded: _Loaded) -> dict[str, Any]:
+    return {
+        "file": loaded.name,
+        "kind": loaded.kind,
+        "data_version": loaded.metadata.get("data_version"),
+        "segments": {"ipv4": len(loaded.tables.v4), "ipv6": len(loaded.tables.v6)},
+    }
+
+
+def _json_family(family: FamilyDiff, limit: int | None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "ranges_changed": len(family),
+        "addresses_changed": family.addresses,
+        "totals": [
+            {"old": old, "new": new, "addresses": count}
+            for (old, new), count in family.totals.items()
+        ],
+    }
+    if limit != 0:
+        record["ranges"] = [
+            {
+                "first": _address(family.version, first),
+                "last": _address(family.version, last),
+                "old": old,
+                "new": new,
+                "addresses": last - first + 1,
+            }
+            for first, last, old, new in family.ranges(limit)
+        ]
+    return record
+
+
+def _address(version: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
