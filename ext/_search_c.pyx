@@ -4,6 +4,11 @@ Compiled twin of lookupd._search_py: same names, signatures and errors (see _sea
 The jump-table builders and the boundary checks are the twin's own functions, so both cores
 build the same tables and raise the same messages; only the searches are compiled here.
 
+``find_index_v4`` / ``find_index_v6`` answer one key per call, so their boundary checks are
+the call's cost: they borrow plain buffers and check them in C, and hand anything unusual
+(another layout, a bad table, a key that is not a plain int in range) to the typed-memoryview
+path that calls the twin's checks, which accepts or refuses it exactly as before.
+
 A key's top 16 bits pick a jump-table entry, which narrows the answer to a window of the
 table (a few segments for most IPv4 keys). A binary search finishes inside the window; each
 step is a compare and a conditional add (setcc), never a branch the CPU must predict. Keys
@@ -13,6 +18,9 @@ and IPv6 keys from 49 to 21 ns a lookup.
 """
 
 cimport cython
+from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred
+from cpython.long cimport PyLong_CheckExact
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 # The jump-table builders are numpy code: the twin's, re-exported (listed in __all__).
@@ -57,6 +65,13 @@ cdef extern from *:
     ctypedef unsigned long long _u128 "lookupd_u128"
     _u128 _u128_from "lookupd_u128_from"(uint64_t high, uint64_t low) noexcept nogil
 
+
+cdef extern from "Python.h":
+    # Declared without an exception value: the fast paths test the result and clear the
+    # error themselves, so a refusal costs no Python exception machinery.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer* view, int flags) noexcept
+    unsigned long long _as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
+
 cdef enum:
     # The twin's JUMP_BITS_V4 / JUMP_BITS_V6 (checked at import below), as C constants.
     _BITS_V4 = 16
@@ -72,6 +87,10 @@ cdef enum:
     _UNKNOWN_LABEL = 0
     # ::ffff:0:0/96: the key (0, 0xFFFF_xxxx_xxxx) is the IPv4 address in its low 32 bits.
     _MAPPED_TAG = 0xFFFF
+    # The twin's _MAX_ROWS, 2**31 - 1: indices are returned in int32 arrays.
+    _MAX_ROWS = 0x7FFFFFFF
+    # 2**32 - 1: last IPv4 address.
+    _IPV4_MAX = 0xFFFFFFFF
 
 if (JUMP_BITS_V4, JUMP_BITS_V6) != (_BITS_V4, _BITS_V6):
     raise ImportError(
@@ -92,13 +111,52 @@ cdef struct _TableV6:
     Py_ssize_t last
 
 
-def find_index_v4(const uint32_t[::1] starts, const uint32_t[::1] jump, key) -> int:
+def find_index_v4(starts, jump, key) -> int:
     """Return the index of the last start <= ``key`` (an int) in an IPv4 table.
 
     Raises:
         ValueError: if the table or jump table is malformed, or ``key`` is not in 0..2**32-1.
         TypeError: if ``key`` is not an integer.
     """
+    cdef uint32_t value
+    cdef Py_buffer views[2]
+    cdef _TableV4 table
+    cdef int32_t answer
+    if _plain_key_v4(key, &value) and _borrow_v4(starts, jump, views):
+        table = _TableV4(<const uint32_t*>views[0].buf, <const uint32_t*>views[1].buf,
+                         views[0].shape[0] - 1)
+        _find_many_v4(&table, &value, &answer, 1)
+        PyBuffer_Release(&views[0])
+        PyBuffer_Release(&views[1])
+        return answer
+    return _find_index_v4_checked(starts, jump, key)
+
+
+def find_index_v6(starts, jump, key) -> int:
+    """Return the index of the last start <= ``key`` (an int) in an IPv6 table.
+
+    Raises:
+        ValueError: if the table or jump table is malformed, or ``key`` is not in 0..2**128-1.
+        TypeError: if ``key`` is not an integer.
+    """
+    cdef uint64_t value[2]
+    cdef Py_buffer views[2]
+    cdef _TableV6 table
+    cdef int32_t answer
+    if _plain_key_v6(key, value) and _borrow_v6(starts, jump, views):
+        table = _TableV6(<const uint64_t*>views[0].buf, <const uint32_t*>views[1].buf,
+                         views[0].shape[0] - 1)
+        _find_many_v6(&table, value, &answer, 1)
+        PyBuffer_Release(&views[0])
+        PyBuffer_Release(&views[1])
+        return answer
+    return _find_index_v6_checked(starts, jump, key)
+
+
+cdef int32_t _find_index_v4_checked(
+    const uint32_t[::1] starts, const uint32_t[::1] jump, key
+) except -1:
+    """find_index_v4 through typed memoryviews and the twin's checks: the slow, general path."""
     cdef _TableV4 table = _table_v4(starts, jump)
     cdef uint32_t value = _key_v4(key)
     cdef int32_t answer
@@ -106,19 +164,112 @@ def find_index_v4(const uint32_t[::1] starts, const uint32_t[::1] jump, key) -> 
     return answer
 
 
-def find_index_v6(const uint64_t[:, ::1] starts, const uint32_t[::1] jump, key) -> int:
-    """Return the index of the last start <= ``key`` (an int) in an IPv6 table.
-
-    Raises:
-        ValueError: if the table or jump table is malformed, or ``key`` is not in 0..2**128-1.
-        TypeError: if ``key`` is not an integer.
-    """
+cdef int32_t _find_index_v6_checked(
+    const uint64_t[:, ::1] starts, const uint32_t[::1] jump, key
+) except -1:
+    """find_index_v6 through typed memoryviews and the twin's checks: the slow, general path."""
     cdef _TableV6 table = _table_v6(starts, jump)
     cdef uint64_t value[2]
     value[0], value[1] = _key_v6(key)
     cdef int32_t answer
     _find_many_v6(&table, value, &answer, 1)
     return answer
+
+
+cdef bint _plain_key_v4(object key, uint32_t* value) noexcept:
+    """Convert an exact int in 0..2**32-1; return False for anything else, raising nothing."""
+    if not PyLong_CheckExact(key):
+        return False
+    cdef unsigned long long v = _as_u64(key)
+    if v > _IPV4_MAX:  # also -1: the OverflowError of a negative key or one above 2**64 - 1
+        if PyErr_Occurred():
+            PyErr_Clear()
+        return False
+    value[0] = <uint32_t>v
+    return True
+
+
+cdef bint _plain_key_v6(object key, uint64_t* value) noexcept:
+    """Split an exact int in 0..2**128-1 into (high, low); False for anything else."""
+    if not PyLong_CheckExact(key):
+        return False
+    cdef _u128 whole
+    try:
+        # Cython converts an int to a C integer of any width (_u128 is declared narrower,
+        # but its conversion checks the real size) in one step, without a temporary int.
+        whole = key
+    except OverflowError:  # negative, or 2**128 and above
+        return False
+    value[0] = <uint64_t>(whole >> 64)
+    value[1] = <uint64_t>whole
+    return True
+
+
+cdef bint _borrow_v4(object starts, object jump, Py_buffer* views) noexcept:
+    """Borrow an IPv4 table's buffers if they pass every check _table_v4 makes.
+
+    On True the caller releases ``views[0]`` (starts) and ``views[1]`` (jump); on False
+    nothing is held and no error is set.
+    """
+    if not _borrow(starts, &views[0], 1, sizeof(uint32_t)):
+        return False
+    if not (
+        1 <= views[0].shape[0] <= _MAX_ROWS
+        and (<const uint32_t*>views[0].buf)[0] == 0
+        and _borrow_jump(jump, &views[1], _BITS_V4)
+    ):
+        PyBuffer_Release(&views[0])
+        return False
+    return True
+
+
+cdef bint _borrow_v6(object starts, object jump, Py_buffer* views) noexcept:
+    """As _borrow_v4, for an IPv6 table of (high, low) rows."""
+    if not _borrow(starts, &views[0], 2, sizeof(uint64_t)):
+        return False
+    if not (
+        views[0].shape[1] == 2
+        and 1 <= views[0].shape[0] <= _MAX_ROWS
+        and (<const uint64_t*>views[0].buf)[0] == 0
+        and (<const uint64_t*>views[0].buf)[1] == 0
+        and _borrow_jump(jump, &views[1], _BITS_V6)
+    ):
+        PyBuffer_Release(&views[0])
+        return False
+    return True
+
+
+cdef inline bint _borrow_jump(object jump, Py_buffer* view, int bits) noexcept:
+    """Borrow a jump table of the length _check_jump asks for: 2**bits + 1 entries."""
+    if not _borrow(jump, view, 1, sizeof(uint32_t)):
+        return False
+    if view.shape[0] != (1 << bits) + 1:
+        PyBuffer_Release(view)
+        return False
+    return True
+
+
+cdef bint _borrow(object array, Py_buffer* view, int ndim, Py_ssize_t itemsize) noexcept:
+    """Borrow a C-contiguous buffer of native unsigned ints of ``itemsize`` bytes, or fail.
+
+    Only the one-letter native formats numpy exports ("H", "I", "L", "Q"...) are taken here;
+    every other spelling of the same type goes the slow way, which accepts it too.
+    """
+    if _get_buffer(array, view, PyBUF_RECORDS_RO) == -1:
+        PyErr_Clear()
+        return False
+    cdef const char* code = view.format
+    if (
+        view.ndim == ndim
+        and view.itemsize == itemsize
+        and code != NULL
+        and code[0] in b"BHILQ"
+        and code[1] == 0
+        and PyBuffer_IsContiguous(view, b"C")
+    ):
+        return True
+    PyBuffer_Release(view)
+    return False
 
 
 @cython.boundscheck(False)

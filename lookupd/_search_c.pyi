@@ -8,6 +8,11 @@ built for another table gives wrong answers, but never reads outside ``starts``)
 Query keys use the same layouts. Every function validates shapes at the boundary and
 raises ``ValueError`` on a mismatch (wrong dtype, shape, layout or length, read-only output,
 empty table, ``starts[0] != 0``, out-of-range key), then runs without the GIL.
+
+``find_index_v4`` / ``find_index_v6`` answer one key per call, so their checks are done in C
+on native, C-contiguous buffers and exact ``int`` keys; anything else takes a slower path
+with the same answers and errors. Like every function here they take any buffer of the right
+layout, and a ``memoryview`` of an array (``array.data``) costs them less than the array.
 """
 
 import numpy as np

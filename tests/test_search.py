@@ -2,10 +2,12 @@
 
 import ast
 import bisect
+import ctypes
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -569,3 +571,164 @@ def test_foreign_jump_table_stays_in_bounds(search_core: ModuleType) -> None:
     out = np.full(len(keys), -1, dtype=np.int32)
     search_core.find_many_v4(small, search_core.jump_table_v4(big), keys, out)
     assert ((out >= 0) & (out <= 1)).all()
+
+
+# ---- find_index: the C core's quick boundary checks, and the general path behind them ----
+#
+# The compiled find_index_v4 / _v6 check plain buffers and plain int keys in C, and hand
+# everything else to the typed-memoryview path and the twin's checks. Whichever path runs,
+# the answer, the exception and its message must be the twin's.
+
+
+class _Int(int):
+    """An int subclass: not an exact int, so the C core takes the general path."""
+
+
+class _Index:
+    """Not an int, but usable as one through __index__."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    "make",
+    [int, _Int, _Index, np.uint32, np.uint64, np.int64],
+    ids=["int", "int-subclass", "__index__", "uint32", "uint64", "int64"],
+)
+def test_find_index_key_kinds(search_core: ModuleType, make: type) -> None:
+    starts_v4 = _v4([0, 5, IPV4_MAX])
+    jump_v4 = search_core.jump_table_v4(starts_v4)
+    starts_v6 = _v6([0, 5, 1 << 64])
+    jump_v6 = search_core.jump_table_v6(starts_v6)
+    for key, expected in [(0, 0), (4, 0), (5, 1), (IPV4_MAX, 2)]:
+        assert search_core.find_index_v4(starts_v4, jump_v4, make(key)) == expected
+    for key, expected in [(0, 0), (5, 1), (IPV4_MAX, 1)]:
+        assert search_core.find_index_v6(starts_v6, jump_v6, make(key)) == expected
+    assert search_core.find_index_v4(starts_v4, jump_v4, True) == 0
+
+
+def _raised(call: Callable[[], object]) -> tuple[type[BaseException], str]:
+    """Return the type and message of the exception ``call`` raises."""
+    try:
+        call()
+    except Exception as exc:
+        return type(exc), str(exc)
+    pytest.fail("no exception raised")
+
+
+def _short_jump(bits: int) -> npt.NDArray[np.uint32]:
+    return np.zeros(1 << bits, dtype=np.uint32)
+
+
+# (family, starts, jump (None: built from starts), key): every refusal the checks make,
+# alone and combined (the table is checked before the key).
+_REFUSALS: dict[str, tuple[str, list[int], str | None, object]] = {
+    "v4-key-negative": ("v4", [0, 10], None, -1),
+    "v4-key-2**32": ("v4", [0, 10], None, 1 << 32),
+    "v4-key-2**64": ("v4", [0, 10], None, 1 << 64),
+    "v4-key-huge-negative": ("v4", [0, 10], None, -(1 << 200)),
+    "v4-key-float": ("v4", [0, 10], None, 1.5),
+    "v4-key-none": ("v4", [0, 10], None, None),
+    "v4-key-str": ("v4", [0, 10], None, "1"),
+    "v4-empty": ("v4", [], "zeros", 1),
+    "v4-not-from-zero": ("v4", [1, 10], "zeros", 1),
+    "v4-short-jump": ("v4", [0, 10], "short", 1),
+    "v4-bad-table-and-key": ("v4", [1, 10], "zeros", -1),
+    "v6-key-negative": ("v6", [0, 10], None, -1),
+    "v6-key-2**128": ("v6", [0, 10], None, 1 << 128),
+    "v6-key-huge": ("v6", [0, 10], None, 1 << 200),
+    "v6-key-huge-negative": ("v6", [0, 10], None, -(1 << 200)),
+    "v6-key-float": ("v6", [0, 10], None, 2.0),
+    "v6-empty": ("v6", [], "zeros", 1),
+    "v6-not-from-zero": ("v6", [1, 10], "zeros", 1),
+    "v6-low-word-not-zero": ("v6", [1], "zeros", 1),
+    "v6-short-jump": ("v6", [0, 10], "short", 1),
+    "v6-bad-table-and-key": ("v6", [1 << 64], "zeros", 1 << 128),
+}
+
+
+@pytest.mark.parametrize("case", list(_REFUSALS))
+def test_find_index_refusals_match_the_twin(search_core: ModuleType, case: str) -> None:
+    family, starts_list, jump_kind, key = _REFUSALS[case]
+    bits = search_core.JUMP_BITS_V4 if family == "v4" else search_core.JUMP_BITS_V6
+    starts: npt.NDArray[Any] = _v4(starts_list) if family == "v4" else _v6(starts_list)
+    if jump_kind is None:
+        build = search_core.jump_table_v4 if family == "v4" else search_core.jump_table_v6
+        jump = build(starts)
+    elif jump_kind == "short":
+        jump = _short_jump(bits)
+    else:
+        jump = np.zeros((1 << bits) + 1, dtype=np.uint32)
+    find: Callable[..., int] = (
+        search_core.find_index_v4 if family == "v4" else search_core.find_index_v6
+    )
+    twin: Callable[..., int] = (
+        _search_py.find_index_v4 if family == "v4" else _search_py.find_index_v6
+    )
+    assert _raised(lambda: find(starts, jump, key)) == _raised(lambda: twin(starts, jump, key))
+
+
+@pytest.mark.parametrize(
+    ("family", "starts"),
+    [
+        pytest.param("v4", np.array([0, 10], dtype=np.int32), id="v4-signed"),
+        pytest.param("v4", np.array([0, 10], dtype=np.uint64), id="v4-wide"),
+        pytest.param("v4", np.array([0, 10], dtype=">u4"), id="v4-big-endian"),
+        pytest.param("v4", np.array([0, 5, 10, 15], dtype=np.uint32)[::2], id="v4-strided"),
+        pytest.param("v4", np.array([[0, 10]], dtype=np.uint32), id="v4-two-dimensional"),
+        pytest.param("v6", np.zeros((2, 2), dtype=np.int64), id="v6-signed"),
+        pytest.param("v6", np.zeros((2, 2), dtype=">u8"), id="v6-big-endian"),
+        pytest.param("v6", np.zeros(4, dtype=np.uint64), id="v6-one-dimensional"),
+        pytest.param("v6", np.zeros((2, 4), dtype=np.uint64)[:, ::2], id="v6-strided"),
+    ],
+)
+def test_find_index_bad_arrays_are_refused(
+    search_core: ModuleType, family: str, starts: npt.NDArray[np.generic]
+) -> None:
+    bits = search_core.JUMP_BITS_V4 if family == "v4" else search_core.JUMP_BITS_V6
+    jump = np.zeros((1 << bits) + 1, dtype=np.uint32)
+    find = search_core.find_index_v4 if family == "v4" else search_core.find_index_v6
+    with pytest.raises(ValueError):
+        find(starts, jump, 1)
+    with pytest.raises(ValueError):  # a jump table of the wrong dtype
+        find(_v4([0, 10]) if family == "v4" else _v6([0, 10]), jump.astype(np.int32), 1)
+
+
+def test_compiled_find_index_takes_any_buffer_layout() -> None:
+    """Buffers that are not numpy arrays, in the formats numpy does not export, still work."""
+    c_core = pytest.importorskip("lookupd._search_c")
+    starts_v4 = _v4([0, 10, 1 << 20, IPV4_MAX])
+    jump_v4 = c_core.jump_table_v4(starts_v4)
+    starts_v6 = _v6([0, 10, 1 << 64, 1 << 100])
+    jump_v6 = c_core.jump_table_v6(starts_v6)
+    keys_v4 = [0, 9, 10, (1 << 20) - 1, 1 << 20, IPV4_MAX - 1, IPV4_MAX]
+    keys_v6 = [0, 9, 10, (1 << 64) - 1, 1 << 64, 1 << 100, IPV6_MAX]
+
+    def answers(
+        starts_4: object, jump_4: object, starts_6: object, jump_6: object
+    ) -> tuple[list[int], list[int]]:
+        return (
+            [c_core.find_index_v4(starts_4, jump_4, k) for k in keys_v4],
+            [c_core.find_index_v6(starts_6, jump_6, k) for k in keys_v6],
+        )
+
+    expected = (
+        [_search_py.find_index_v4(starts_v4, jump_v4, k) for k in keys_v4],
+        [_search_py.find_index_v6(starts_v6, jump_v6, k) for k in keys_v6],
+    )
+    assert answers(starts_v4, jump_v4, starts_v6, jump_v6) == expected
+    views = [array.data for array in (starts_v4, jump_v4, starts_v6, jump_v6)]  # memoryviews
+    assert answers(*views) == expected
+    # "Q" rather than numpy's "L" for uint64; bytes-backed, so read-only.
+    starts_q = memoryview(starts_v6.tobytes()).cast("Q", list(starts_v6.shape))
+    assert answers(starts_v4, jump_v4, starts_q, jump_v6) == expected
+    # An explicit byte order ("<I", "<Q"): the general path reads these.
+    ctypes_v4 = (ctypes.c_uint32 * len(starts_v4)).from_buffer_copy(starts_v4.tobytes())
+    ctypes_jump = (ctypes.c_uint32 * len(jump_v4)).from_buffer_copy(jump_v4.tobytes())
+    ctypes_v6 = ((ctypes.c_uint64 * 2) * len(starts_v6)).from_buffer_copy(starts_v6.tobytes())
+    assert memoryview(ctypes_v4).format == "<I"
+    assert answers(ctypes_v4, ctypes_jump, ctypes_v6, jump_v6) == expected
