@@ -30,6 +30,18 @@ cdef extern from "Python.h":
     Py_ssize_t PyBytes_GET_SIZE(PyObject* o) noexcept nogil
 
 
+cdef extern from *:
+    """
+    #ifndef __SIZEOF_INT128__
+    #error "lookupd._parse_c needs unsigned __int128 (gcc or clang on a 64-bit target)"
+    #endif
+    typedef unsigned __int128 lookupd_u128;
+    """
+    # Declared as a narrower type, which Cython allows for an external typedef: its
+    # conversion to a Python int checks the real size and builds a 128-bit int in one step.
+    ctypedef unsigned long long _u128 "lookupd_u128"
+
+
 # Compile-time constants (an enum, not module globals, so the C compiler folds them).
 cdef enum:
     # Status codes, as lookupd._constants.Status: OK and INVALID_ADDRESS.
@@ -117,7 +129,12 @@ def parse_one(item) -> int | None:
         raise TypeError(msg)
     if not _parse_address(s, n, &hi, &lo):
         return None
-    return (<object>hi << 64) | <object>lo
+    if hi == 0:  # a key that fits 64 bits, as every IPv4 address does
+        return lo
+    # One int built from 128 bits, not four from shifts and ors. The typed variable makes
+    # Cython convert the 128-bit type, not the 64-bit one it is declared as.
+    cdef _u128 whole = (<_u128>hi << 64) | lo
+    return whole
 
 
 def count_lines(text) -> int:

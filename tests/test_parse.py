@@ -452,6 +452,25 @@ def test_non_ascii_str_is_none(parse_core: ModuleType) -> None:
     assert parse_core.parse_one("\U0001f600") is None
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("::ffff:ffff:ffff:ffff", (1 << 64) - 1),  # the largest key that fits 64 bits
+        ("::1:0:0:0:0", 1 << 64),  # the smallest that does not
+        ("::1:0:0:0:1", (1 << 64) + 1),
+        ("8000::", 1 << 127),
+        ("ffff:ffff:ffff:ffff::", IPV6_MAX - ((1 << 64) - 1)),
+        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", IPV6_MAX),
+    ],
+)
+def test_parse_one_around_64_bits(parse_core: ModuleType, text: str, key: int) -> None:
+    """Keys that fit 64 bits and keys that need 128 come back as the same plain ints."""
+    assert int(ipaddress.IPv6Address(text)) == key
+    result = parse_core.parse_one(text)
+    assert type(result) is int
+    assert result == key
+
+
 def test_parse_many_threads(parse_core: ModuleType) -> None:
     items = ["1.2.3.4", "::1", "bad", "2001:db8::1"] * 2_500
     expected, _, expected_invalid = parse(parse_core, items)
