@@ -6,9 +6,11 @@ input kind agrees with every other on real, dense tables.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import ipaddress
 import json
+import pickle
 import re
 import threading
 import time
@@ -23,7 +25,7 @@ import pytest
 from reference import ReferenceRanges
 
 import lookupd
-from lookupd import Database, LookupResult, Status
+from lookupd import Database, LookupResult, RangeTable, Status
 from lookupd.compiled import save_compiled
 from lookupd.table import build_table
 
@@ -533,6 +535,100 @@ def test_lookup_one_invalid(small_db: Database, value: object) -> None:
         small_db.lookup_one(value)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, lookupd.LookupdError)
+
+
+# ::ffff:0:0/96 as ints: the block goes to the IPv4 table, its neighbours to the IPv6 one.
+_MAPPED = 0xFFFF_0000_0000
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(_MAPPED - 1, None, id="below-the-block"),  # ::fffe:ffff:ffff: IPv6 gap
+        pytest.param(_MAPPED, "AA", id="first-mapped"),  # ::ffff:0.0.0.0
+        pytest.param(_MAPPED | 0x0100_0001, "BB", id="mapped-1.0.0.1"),
+        pytest.param(_MAPPED | 0x0001_0000, None, id="mapped-gap"),  # never the v6 "ZZ" row
+        pytest.param(_MAPPED | _IPV4_MAX, "CC", id="last-mapped"),  # ::ffff:255.255.255.255
+        pytest.param(_MAPPED + (1 << 32), None, id="above-the-block"),  # ::1:0:0:0
+    ],
+)
+def test_lookup_one_int_at_the_mapped_block(
+    small_db: Database, value: int, expected: str | None
+) -> None:
+    assert small_db.lookup_one(value) == expected
+    assert small_db.lookup_one(str(ipaddress.IPv6Address(value))) == expected
+
+
+class _Text(str):
+    """A str subclass."""
+
+    __slots__ = ()
+
+
+class _Bytes(bytes):
+    """A bytes subclass."""
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        str,
+        _Text,
+        lambda text: text.encode(),
+        lambda text: _Bytes(text.encode()),
+        lambda text: bytearray(text.encode()),
+    ],
+    ids=["str", "str-subclass", "bytes", "bytes-subclass", "bytearray"],
+)
+def test_lookup_one_text_kinds(small_db: Database, make: Callable[[str], object]) -> None:
+    addresses = [address for address, _ in _EDGE_CASES]
+    got = [small_db.lookup_one(make(address)) for address in addresses]  # type: ignore[arg-type]
+    assert got == [expected for _, expected in _EDGE_CASES]
+
+
+def test_lookup_one_numpy_integers(small_db: Database) -> None:
+    assert small_db.lookup_one(np.uint32(0x0100_0001)) == "BB"  # 1.0.0.1
+    assert small_db.lookup_one(np.uint64(_IPV4_MAX)) == "CC"
+    assert small_db.lookup_one(np.uint64(_IPV4_MAX + 1)) == "CC"  # ::1:0:0
+    assert small_db.lookup_one(np.int64(_MAPPED | 0x0A01_0007)) == "BB"  # ::ffff:10.1.0.7
+
+
+def test_lookup_one_on_read_only_tables(small_db: Database) -> None:
+    """A database over read-only arrays (as memory-mapped ones are) answers the same."""
+    tables = []
+    for table in (small_db.v4, small_db.v6):
+        starts = table.starts.copy()
+        labels = table.labels.copy()
+        starts.setflags(write=False)
+        labels.setflags(write=False)
+        tables.append(RangeTable.from_arrays(table.version, starts, labels))
+    db = Database(tables[0], tables[1], _LABELS)
+    for address, expected in _EDGE_CASES:
+        assert db.lookup_one(address) == expected, address
+
+
+def test_database_pickles_and_copies(small_db: Database) -> None:
+    """lookup_one's private state is rebuilt, not pickled: the copy answers the same."""
+    for db in (pickle.loads(pickle.dumps(small_db)), copy.deepcopy(small_db)):
+        assert db.info == small_db.info
+        assert db.label_names == small_db.label_names
+        for address, expected in _EDGE_CASES:
+            assert db.lookup_one(address) == expected, address
+        assert db.lookup([a for a, _ in _EDGE_CASES]).countries() == [e for _, e in _EDGE_CASES]
+
+
+def test_lookup_one_agrees_with_lookup_on_embedded_data(embedded_db: Database) -> None:
+    db = embedded_db
+    rng = np.random.default_rng(_SEED + 2)
+    texts = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, 2000)]
+    for high, low in zip(
+        rng.integers(0x2000 << 48, 0x3000 << 48, 2000, dtype=np.uint64).tolist(),
+        rng.integers(0, 1 << 64, 2000, dtype=np.uint64).tolist(),
+        strict=True,
+    ):
+        texts.append(str(ipaddress.IPv6Address((high << 64) | low)))
+    texts += [f"::ffff:{text}" for text in texts[:500]]
+    assert [db.lookup_one(text) for text in texts] == db.lookup(texts).countries()
 
 
 def test_invalid_address_error_is_a_value_error() -> None:
