@@ -80,6 +80,14 @@ def str_workloads_v4(ipv4_strs: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
+def ipv6_strs_scattered(ipv6_strs: list[str]) -> list[str]:
+    """The IPv6 text workload in shuffled order (``row-uniform-scattered``)."""
+    scattered = list(ipv6_strs)
+    random.Random(SHUFFLE_SEED).shuffle(scattered)
+    return scattered
+
+
+@pytest.fixture(scope="module")
 def ipv4_lines(ipv4_strs: dict[str, list[str]]) -> dict[str, bytes]:
     """Each IPv4 workload as one newline-separated ``bytes`` text."""
     return {name: "\n".join(strs).encode() for name, strs in ipv4_strs.items()}
@@ -214,6 +222,45 @@ def test_maxminddb_v6(
         strs,
         n=len(strs),
         workload="ipv6 row-uniform",
+        baseline="maxminddb",
+    )
+
+
+@pytest.mark.benchmark(group="lookup-ipv6-str")
+def test_lookup_v6_str_scattered(
+    run_batch: Callable[..., Any], db: lookupd.Database, ipv6_strs_scattered: list[str]
+) -> None:
+    strs = ipv6_strs_scattered
+    run_batch(db.lookup, strs, n=len(strs), workload="ipv6 row-uniform-scattered")
+
+
+@pytest.mark.benchmark(group="lookup-ipv6-str")
+def test_iptocc_v6_scattered(
+    run_batch: Callable[..., Any],
+    iptocc_country_code: Callable[[Any], Any],
+    ipv6_strs_scattered: list[str],
+) -> None:
+    strs = ipv6_strs_scattered
+    run_batch(
+        iptocc_country_code,
+        strs,
+        n=len(strs),
+        workload="ipv6 row-uniform-scattered",
+        baseline="iptocc",
+    )
+
+
+@pytest.mark.benchmark(group="lookup-ipv6-str")
+def test_maxminddb_v6_scattered(
+    run_batch: Callable[..., Any], mmdb_reader: Any, ipv6_strs_scattered: list[str]
+) -> None:
+    strs = ipv6_strs_scattered[:N_SLOW]
+    run_batch(
+        maxminddb_get_all,
+        mmdb_reader,
+        strs,
+        n=len(strs),
+        workload="ipv6 row-uniform-scattered",
         baseline="maxminddb",
     )
 

@@ -28,6 +28,9 @@ cdef extern from "Python.h":
     bint PyBytes_Check(PyObject* o) noexcept nogil
     char* PyBytes_AS_STRING(PyObject* o) noexcept nogil
     Py_ssize_t PyBytes_GET_SIZE(PyObject* o) noexcept nogil
+    # The header of a compact ASCII str, whose characters follow it in the same block.
+    ctypedef struct PyASCIIObject:
+        pass
 
 
 cdef extern from *:
@@ -42,6 +45,18 @@ cdef extern from *:
     ctypedef unsigned long long _u128 "lookupd_u128"
 
 
+cdef extern from *:
+    """
+    /* Start loading the cache line that holds p; only a hint, so a no-op is a valid fallback. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define lookupd_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
+    #else
+    #define lookupd_prefetch(p) ((void)(p))
+    #endif
+    """
+    void _prefetch "lookupd_prefetch"(const void* p) noexcept nogil
+
+
 # Compile-time constants (an enum, not module globals, so the C compiler folds them).
 cdef enum:
     # Status codes, as lookupd._constants.Status: OK and INVALID_ADDRESS.
@@ -51,6 +66,10 @@ cdef enum:
     _MAX_V4_CHARS = 15
     # "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255": the longest IPv6 text (no zone).
     _MAX_V6_CHARS = 45
+    # parse_many prefetches the item this many places ahead. Measured on 1M shuffled IPv4
+    # str (each one a cache miss): 147 ns/address without, 27 at 8 ahead, 19 at 16, and no
+    # better up to 32; shuffled IPv6 202, 35, 32. Items in allocation order: 17 ns at any.
+    _PREFETCH_AHEAD = 16
 
 # Value of each byte as a hex digit; 16 for every byte that is not one.
 cdef uint8_t _HEX_VALUE[256]
@@ -256,7 +275,17 @@ cdef Py_ssize_t _parse_objects(PyObject** objs, Py_ssize_t n, uint64_t* keys,
     cdef Py_ssize_t size
     cdef uint64_t* row
     cdef bint ok
+    cdef const char* ahead
     for i in range(n):
+        # A list built out of order (shuffled, sorted by another key, gathered from a dict)
+        # holds strs scattered over the heap, and each read of one misses the cache. Ask
+        # for a later item's lines now, so that many misses overlap instead of one at a
+        # time: the header, and the last byte of the longest IPv4 (15) and IPv6 (45) text,
+        # which follows the header of a compact ASCII str (bytes keep theirs closer).
+        ahead = <const char*>objs[min(i + _PREFETCH_AHEAD, n - 1)]
+        _prefetch(ahead)
+        _prefetch(ahead + sizeof(PyASCIIObject) + _MAX_V4_CHARS - 1)
+        _prefetch(ahead + sizeof(PyASCIIObject) + _MAX_V6_CHARS - 1)
         row = keys + 2 * i
         ok = _text_of(objs[i], &s, &size) and _parse_address(s, size, &row[0], &row[1])
         if not ok:

@@ -471,6 +471,26 @@ def test_parse_one_around_64_bits(parse_core: ModuleType, text: str, key: int) -
     assert result == key
 
 
+# Around parse_many's prefetch distance (16 items ahead), and well past it.
+@pytest.mark.parametrize("size", [1, 2, 15, 16, 17, 31, 32, 33, 1000])
+def test_scattered_batch_parses_as_its_items(parse_core: ModuleType, size: int) -> None:
+    """A shuffled batch of fresh objects, text and not, parses as each item does alone."""
+    rng = np.random.default_rng(size)
+    pool: list[object] = []
+    for value in rng.integers(0, 1 << 32, size, dtype=np.uint64).tolist():
+        pool.append(str(ipaddress.IPv4Address(value)))
+        pool.append(str(ipaddress.IPv6Address(value << 96 | value)).encode())
+        pool.append(f"{value:x}::{value % 7}:1.2.3.4")
+    pool.extend([None, 7, "é", "", "1.2.3.4" * 30, b"x" * 100, ["1.2.3.4"]])
+    items = [pool[i] for i in rng.permutation(len(pool))[:size]]
+    expected = [
+        parse_core.parse_one(item) if isinstance(item, (str, bytes)) else None for item in items
+    ]
+    keys, _, invalid = parse(parse_core, items)
+    assert keys == expected
+    assert invalid == expected.count(None)
+
+
 def test_parse_many_threads(parse_core: ModuleType) -> None:
     items = ["1.2.3.4", "::1", "bad", "2001:db8::1"] * 2_500
     expected, _, expected_invalid = parse(parse_core, items)
