@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import lzma
 from pathlib import Path
 
@@ -107,3 +108,44 @@ def test_label_table_is_bounded() -> None:
     assert rows.label("L7") == 7
     with pytest.raises(DataFormatError, match="more than 65535 distinct labels"):
         rows.label("one too many")
+
+
+def test_ipv6_range_across_the_ipv4_mapped_block_is_split(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "s.csv", "::1:0:0,::ffff:1.2.3.4,NL\n::ffff:255.255.255.0,::2:0:0:0,DE\n"
+    )
+    rows = read_location_csv(path)
+    assert rows.v6 == (
+        [0x1_0000_0000, 0x1_0000_0000_0000],
+        [0xFFFE_FFFF_FFFF, 0x2_0000_0000_0000],
+        [1, 2],
+    )
+    assert rows.v4 == ([0, 0xFFFFFF00], [0x01020304, IPV4_MAX], [1, 2])
+
+
+@pytest.mark.parametrize("name", ["big.csv", "big.csv.gz", "big.csv.xz"])
+def test_progress_reports_bytes_of_the_file_itself(tmp_path: Path, name: str) -> None:
+    text = "".join(
+        f"{i >> 8}.{i & 255}.0.0,{i >> 8}.{i & 255}.255.255,AU\n" for i in range(1, 1 << 16)
+    )
+    path = _write(tmp_path / name, text * 2)
+    if name.endswith(".gz"):  # stored, not deflated: several MiB of compressed stream
+        path.write_bytes(gzip.compress((text * 2).encode(), compresslevel=0))
+    calls: list[tuple[int, int]] = []
+    rows = read_location_csv(path, progress=lambda done, total: calls.append((done, total)))
+    assert len(rows) == 2 * ((1 << 16) - 1)
+    size = path.stat().st_size  # compressed bytes for .gz/.xz
+    assert calls[-1] == (size, size)
+    assert all(total == size for _, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    steps = [b - a for (a, _), (b, _) in itertools.pairwise(calls[:-1])]
+    assert all(step >= 1 << 20 for step in steps)
+    assert len(calls) == size // (1 << 20) + 1
+
+
+def test_no_progress_callback_reads_the_same(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.csv.gz", _DOTTED)
+    called: list[int] = []
+    with_progress = read_location_csv(path, progress=lambda done, _: called.append(done))
+    assert read_location_csv(path).v4 == with_progress.v4
+    assert called == [path.stat().st_size]

@@ -1,4 +1,11 @@
-"""Read ip-location-db style ``start,end,country_code`` CSVs (also DB-IP lite country CSVs)."""
+"""Read ip-location-db style ``start,end,country_code`` CSVs (also DB-IP lite country CSVs).
+
+DB-IP's lite country CSV (``ip_start,ip_end,country``, no header) is the same format with
+IPv4 and IPv6 rows in one file; each row's family comes from its own addresses. DB-IP marks
+reserved and unallocated ranges with ``ZZ``: those rows are kept as the label ``ZZ`` (it is
+what the file says, and :func:`lookupd.iso3166.non_iso_labels` reports it), not turned into
+"unknown".
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from lookupd.errors import DataFormatError
 from lookupd.formats._text import (
+    MAPPED_FIRST,
     READ_ERRORS,
+    add_ipv6_range,
     fail,
     numeric_addresses,
     open_text,
@@ -22,12 +31,23 @@ if TYPE_CHECKING:
     from lookupd.formats import Progress
 
 
-def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = None) -> RangeRows:
+def read_location_csv(
+    path: str | os.PathLike[str],
+    rows: RangeRows | None = None,
+    progress: Progress | None = None,
+) -> RangeRows:
     """Read an ip-location-db style ``start,end,country_code`` CSV (optionally compressed).
 
-    Addresses may be dotted/colon text or decimal integers. Numeric files are IPv6 when
-    their name says ``ipv6`` (ip-location-db's naming), IPv4 otherwise. Rows are appended to
-    ``rows`` when given, so several files build one table.
+    Addresses may be dotted/colon text or decimal integers. Text rows of both families may
+    be mixed in one file (DB-IP); IPv4-mapped IPv6 text goes to the IPv4 table. Numeric files
+    are IPv6 when their name says ``ipv6`` (ip-location-db's naming), IPv4 otherwise. Rows
+    are appended to ``rows`` when given, so several files build one table. Columns after
+    the third are ignored.
+
+    Args:
+        path: the file (``.gz``/``.xz`` decompressed on the fly).
+        rows: rows to append to; a new :class:`RangeRows` when not given.
+        progress: called with (bytes read, file size) about every MiB of the file.
 
     Raises:
         DataFormatError: a malformed row, an invalid address, ``start > end``, a range
@@ -41,7 +61,7 @@ def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = Non
     end_texts: list[str] = []
     label_texts: list[str] = []
     try:
-        with open_text(path) as handle:
+        with open_text(path, progress) as handle:
             for line_number, record in records(handle):
                 if len(record) < 3:
                     fail(path, line_number, f"expected start,end,country_code, got {record!r}")
@@ -56,6 +76,7 @@ def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = Non
         msg = f"{path}: no ranges in file"
         raise DataFormatError(msg)
 
+    straddling: set[int] = set()
     numeric = start_texts[0].isdigit() and end_texts[0].isdigit()
     if numeric:
         starts = numeric_addresses(path, start_texts, line_numbers, numeric_version)
@@ -66,7 +87,13 @@ def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = Non
         ends, end_versions = text_addresses(path, end_texts, line_numbers)
         for i, (a, b) in enumerate(zip(start_versions, end_versions, strict=True)):
             if a != b:
-                fail(path, line_numbers[i], f"range mixes IPv{a} and IPv{b} addresses")
+                if ":" not in start_texts[i] or ":" not in end_texts[i]:
+                    fail(path, line_numbers[i], f"range mixes IPv{a} and IPv{b} addresses")
+                # An IPv6 range with one end inside ::ffff:0:0/96: keep it 128-bit here,
+                # add_ipv6_range sends the part inside that block to the IPv4 table.
+                straddling.add(i)
+                starts[i] += MAPPED_FIRST if a == 4 else 0
+                ends[i] += MAPPED_FIRST if b == 4 else 0
         versions = start_versions
 
     for i, (start, end, version, name) in enumerate(
@@ -76,10 +103,13 @@ def read_location_csv(path: str | os.PathLike[str], rows: RangeRows | None = Non
             fail(path, line_numbers[i], f"start {start_texts[i]} > end {end_texts[i]}")
         if not name:
             fail(path, line_numbers[i], "empty country code")
-        rows.add(version, start, end, name)
+        if straddling and i in straddling:
+            add_ipv6_range(rows, start, end, name)
+        else:
+            rows.add(version, start, end, name)
     return rows
 
 
 def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> RangeRows:
     """Format entry point (see :mod:`lookupd.formats`)."""
-    return read_location_csv(path, rows)
+    return read_location_csv(path, rows, progress)
