@@ -11,13 +11,16 @@ carries a first-level ISO 3166-2 subdivision, ``COUNTRY-SUBDIVISION`` (``UA-43``
 
 from __future__ import annotations
 
+import csv
 import importlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+from lookupd import _parse
 from lookupd.errors import DataFormatError
-from lookupd.formats._text import READ_ERRORS, open_text, records
+from lookupd.formats._text import READ_ERRORS, open_text
 from lookupd.rows import RangeRows
 
 Progress = Callable[[int, int], None]
@@ -45,17 +48,39 @@ FORMATS: dict[str, tuple[str, str]] = {
 _MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
 _MMDB_TAIL_BYTES = 128 * 1024
 _COMPRESSED = (".gz", ".xz")
+_BLOCKS_NAME = re.compile(r"-blocks-ipv[46]\.csv(\.gz|\.xz)?$", re.IGNORECASE)
+_LOCATIONS_FILE = (
+    "{path}: a GeoLite2 Locations file; pass the *-Blocks-IPv4/IPv6.csv files"
+    " (or the directory holding them) instead"
+)
+# Detection reads at most this many lines of at most this many characters.
+_DETECT_MAX_LINES = 1000
+_DETECT_LINE_CHARS = 64 * 1024
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     """Return the name of ``path``'s format (a key of :data:`FORMATS`).
+
+    The rules, in order (``.gz``/``.xz`` files are judged by their content and their name
+    without that suffix):
+
+    1. A directory holding ``*-Blocks-IPv4.csv`` / ``*-Blocks-IPv6.csv`` files (the
+       GeoLite2 CSV zip, extracted): ``geolite2-csv``.
+    2. A name ending ``.mmdb``, or the MaxMind DB metadata marker near the end: ``mmdb``.
+    3. A name containing ``-Blocks-IPv``: ``geolite2-csv``; ``-Locations-``: an error
+       saying to pass the Blocks files.
+    4. By the first line that is not blank or a ``#`` comment: a header starting
+       ``network`` is ``geolite2-csv`` (``geoname_id``: a Locations file, an error); two
+       decimal fields, quoted or followed by two more, are ``ip2location-csv``; two
+       addresses (text or decimal) and a third field are ``dbip-csv`` when the name starts
+       ``dbip``, else ``location-csv`` (the same reader).
 
     Raises:
         DataFormatError: the file is missing, unreadable, or of no known format.
     """
     path = Path(path)
     if path.is_dir():
-        if any(path.glob("*-Blocks-IPv[46].csv*")):
+        if any(_BLOCKS_NAME.search(entry.name) for entry in path.iterdir()):
             return "geolite2-csv"
         msg = f"{path}: a directory, but no *-Blocks-IPv4.csv / *-Blocks-IPv6.csv in it"
         raise DataFormatError(msg)
@@ -70,8 +95,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if "-blocks-ipv" in name:
         return "geolite2-csv"
     if "-locations-" in name:
-        msg = f"{path}: a GeoLite2 Locations file; pass the *-Blocks-IPv4/IPv6.csv files instead"
-        raise DataFormatError(msg)
+        raise DataFormatError(_LOCATIONS_FILE.format(path=path))
     return _detect_csv(path)
 
 
@@ -109,22 +133,45 @@ def _has_mmdb_marker(path: Path) -> bool:
 
 
 def _detect_csv(path: Path) -> str:
-    """Tell the CSV formats apart by their first record."""
+    """Tell the CSV formats apart by their first record (see :func:`detect_format`)."""
+    line = _first_line(path)
+    if line is None:
+        msg = f"{path}: empty file"
+        raise DataFormatError(msg)
+    try:
+        fields = [field.strip() for field in next(csv.reader([line]), [])]
+    except csv.Error:
+        fields = []
+    first = fields[0].lstrip("\ufeff").lower() if fields else ""
+    if first == "network":
+        return "geolite2-csv"
+    if first == "geoname_id":
+        raise DataFormatError(_LOCATIONS_FILE.format(path=path))
+    decimal = len(fields) >= 3 and all(f.isascii() and f.isdigit() for f in fields[:2])
+    if decimal and (line.startswith('"') or len(fields) >= 4):
+        return "ip2location-csv"
+    if len(fields) >= 3 and all(
+        (f.isascii() and f.isdigit()) or _parse.parse_one(f) is not None for f in fields[:2]
+    ):
+        return "dbip-csv" if path.name.lower().startswith("dbip") else "location-csv"
+    shown = line.rstrip("\r\n")[:120]
+    msg = f"{path}: cannot tell the format from its first line {shown!r}; pass --format"
+    raise DataFormatError(msg)
+
+
+def _first_line(path: Path) -> str | None:
+    """Return the first line that is not blank or a ``#`` comment, or None if none."""
     try:
         with open_text(path) as handle:
-            first = next(iter(records(handle)), None)
+            for _ in range(_DETECT_MAX_LINES):
+                # Bounded: a binary file may have no line break for gigabytes.
+                line = handle.readline(_DETECT_LINE_CHARS)
+                if not line:
+                    return None
+                if line.strip() and not line.startswith("#"):
+                    return line
     except READ_ERRORS as exc:
         msg = f"{path}: cannot read: {exc}"
         raise DataFormatError(msg) from exc
-    if first is None:
-        msg = f"{path}: empty file"
-        raise DataFormatError(msg)
-    fields = [field.strip() for field in first[1]]
-    if fields and fields[0] == "network":
-        return "geolite2-csv"
-    if len(fields) >= 4 and fields[0].isdigit() and fields[1].isdigit():
-        return "ip2location-csv"
-    if len(fields) >= 3:
-        return "location-csv"
-    msg = f"{path}: cannot tell the format from its first line {first[1]!r}; pass --format"
+    msg = f"{path}: only blank or comment lines in its first {_DETECT_MAX_LINES}; pass --format"
     raise DataFormatError(msg)
