@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 
 import lookupd
-from lookupd.merge import merge_sources, non_iso_labels
+from lookupd.iso3166 import non_iso_labels
+from lookupd.merge import merge_sources
 from lookupd.snapshot import load_snapshot, write_snapshot
 
 # 10k addresses per workload are checked against the .mmdb reader before timing.

@@ -21,13 +21,13 @@ from lookupd.compiled import load_compiled
 from lookupd.database import Database, DataInfo, open_database
 from lookupd.errors import LookupdError
 from lookupd.formats import FORMATS
+from lookupd.iso3166 import non_iso_labels
 from lookupd.merge import (
     FamilyDiff,
     Tables,
     address_totals,
     diff,
     merge_sources,
-    non_iso_labels,
 )
 from lookupd.progress import progress_line
 from lookupd.snapshot import is_snapshot, load_snapshot, write_snapshot

@@ -8,10 +8,9 @@ search core, and the result is re-merged where neighbouring segments end up equa
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -169,23 +168,6 @@ def _read_layer(
     v4, v6 = rows.tables()
     layer = Tables(v4, v6, tuple(rows.label_names))
     return layer, name, (len(rows.v4[0]), len(rows.v6[0])), dict(sorted(rows.notes.items()))
-
-
-def non_iso_labels(labels: Iterable[str]) -> list[str]:
-    """Return the labels whose country is not an ISO 3166-1 alpha-2 code (e.g. ``EU``)."""
-    try:
-        iso3166 = importlib.import_module("lookupd.iso3166")
-    except ImportError:  # pragma: no cover - until lookupd.iso3166 lands
-        return _non_iso_fallback(labels)
-    found: list[str] = iso3166.non_iso_labels([label for label in labels if label])
-    return found
-
-
-def _non_iso_fallback(labels: Iterable[str]) -> list[str]:
-    import pycountry
-
-    codes = {country.alpha_2 for country in pycountry.countries}
-    return sorted(label for label in labels if label and label.split("-")[0] not in codes)
 
 
 def _fingerprint(path: Path) -> tuple[int, str]:
