@@ -18,7 +18,7 @@ import lookupd
 from lookupd import _parse, _search
 from lookupd._constants import Status
 from lookupd.compiled import load_compiled
-from lookupd.database import Database, DataInfo, open_database
+from lookupd.database import Database, open_database
 from lookupd.errors import LookupdError
 from lookupd.formats import FORMATS
 from lookupd.iso3166 import non_iso_labels
@@ -172,18 +172,8 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _open_db(path: str | None) -> Database:
-    """Open a database for ``lookup`` and ``version``: a snapshot, or what open_database takes."""
-    if path is not None and is_snapshot(path):
-        snapshot = load_snapshot(path)
-        return Database(
-            snapshot.v4, snapshot.v6, snapshot.label_names, DataInfo(path, snapshot.metadata)
-        )
-    return open_database(path)
-
-
 def _run_lookup(args: argparse.Namespace) -> int:
-    db = _open_db(args.db)
+    db = open_database(args.db)
     out = sys.stdout.buffer
     if args.addresses == ["-"]:
         invalid = _lookup_stream(db, sys.stdin.buffer, out)
@@ -270,7 +260,7 @@ def _code_bytes(db: Database) -> list[bytes]:
 
 
 def _run_version(args: argparse.Namespace) -> int:
-    db = _open_db(args.db)
+    db = open_database(args.db)
     print(f"lookupd {lookupd.__version__}")
     print(f"search core: {_search.CORE}")
     print(f"parse core: {_parse.CORE}")

@@ -18,7 +18,8 @@ from lookupd import _parse, _search
 from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, Status
 from lookupd.compiled import load_compiled
 from lookupd.errors import DataFormatError, InvalidAddressError
-from lookupd.formats.location_csv import read_location_csv
+from lookupd.merge import merge_sources
+from lookupd.snapshot import is_snapshot, load_snapshot
 from lookupd.table import IPVersion, RangeTable
 
 EMBEDDED_DATA = "geo-whois-asn-country.npz"
@@ -307,12 +308,13 @@ def _key_of(ip: object) -> int | None:
 
 
 def open_database(path: str | os.PathLike[str] | None = None) -> Database:
-    """Open a database: the embedded default data, a compiled ``.npz``, or a CSV.
+    """Open a database: the embedded default data, a snapshot, or any source file.
 
     Args:
-        path: ``None`` for the data shipped with the package; a ``.npz`` written by
-            :func:`lookupd.compiled.save_compiled`; or an ip-location-db
-            ``start,end,country_code`` CSV (``.csv``, ``.csv.gz``, ``.csv.xz``).
+        path: ``None`` for the data shipped with the package; a snapshot written by
+            ``lookupd build`` (memory-mapped, not copied); a ``.npz`` written by
+            :func:`lookupd.compiled.save_compiled`; or any source :mod:`lookupd.formats`
+            reads (format detected), which is read and compiled in memory.
 
     Raises:
         DataFormatError: the file cannot be read or is malformed (the message names it).
@@ -322,12 +324,18 @@ def open_database(path: str | os.PathLike[str] | None = None) -> Database:
             v4, v6, names, metadata = load_compiled(embedded)
         return Database(v4, v6, names, DataInfo(f"embedded:{EMBEDDED_DATA}", metadata))
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         msg = f"{path}: no such file"
         raise DataFormatError(msg)
-    if path.suffix == ".npz":
+    if path.is_file() and is_snapshot(path):
+        snapshot = load_snapshot(path)
+        return Database(
+            snapshot.v4, snapshot.v6, snapshot.label_names, DataInfo(str(path), snapshot.metadata)
+        )
+    if path.is_file() and path.suffix == ".npz":
         v4, v6, names, metadata = load_compiled(path)
         return Database(v4, v6, names, DataInfo(str(path), metadata))
-    rows = read_location_csv(path)
-    v4, v6 = rows.tables()
-    return Database(v4, v6, rows.label_names, DataInfo(str(path)))
+    merged = merge_sources([path])
+    tables = merged.tables
+    metadata = {"sources": [source.as_json() for source in merged.sources]}
+    return Database(tables.v4, tables.v6, tables.label_names, DataInfo(str(path), metadata))
