@@ -21,7 +21,7 @@ from lookupd.compiled import load_compiled
 from lookupd.database import Database, open_database
 from lookupd.errors import LookupdError
 from lookupd.formats import FORMATS
-from lookupd.iso3166 import non_iso_labels
+from lookupd.iso3166 import non_iso_labels, split_label
 from lookupd.merge import (
     FamilyDiff,
     Tables,
@@ -91,7 +91,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("addresses", nargs="+", metavar="IP", help="addresses, or - for stdin")
     lookup.add_argument(
-        "--db", metavar="PATH", help="data file (.npz or CSV) instead of the embedded data"
+        "--db",
+        metavar="PATH",
+        help="snapshot or any source file (see lookupd build) instead of the embedded data",
+    )
+    lookup.add_argument(
+        "--subdivisions",
+        action="store_true",
+        help="add a third column: the ISO 3166-2 subdivision (UA-43), '--' where none",
     )
     lookup.set_defaults(run=_run_lookup)
 
@@ -174,11 +181,12 @@ def _non_negative(text: str) -> int:
 
 def _run_lookup(args: argparse.Namespace) -> int:
     db = open_database(args.db)
+    codes = _code_bytes(db, args.subdivisions)
     out = sys.stdout.buffer
     if args.addresses == ["-"]:
-        invalid = _lookup_stream(db, sys.stdin.buffer, out)
+        invalid = _lookup_stream(db, sys.stdin.buffer, out, codes)
     else:
-        invalid = _lookup_arguments(db, args.addresses, out)
+        invalid = _lookup_arguments(db, args.addresses, out, codes)
     out.flush()
     if invalid:
         print(f"lookupd: {invalid} invalid address(es)", file=sys.stderr)
@@ -186,9 +194,8 @@ def _run_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup_arguments(db: Database, addresses: list[str], out: BinaryIO) -> int:
+def _lookup_arguments(db: Database, addresses: list[str], out: BinaryIO, codes: list[bytes]) -> int:
     result = db.lookup(addresses)
-    codes = _code_bytes(db)
     lines = []
     invalid = 0
     for position, (address, label, status) in enumerate(
@@ -203,9 +210,8 @@ def _lookup_arguments(db: Database, addresses: list[str], out: BinaryIO) -> int:
     return invalid
 
 
-def _lookup_stream(db: Database, source: BinaryIO, out: BinaryIO) -> int:
+def _lookup_stream(db: Database, source: BinaryIO, out: BinaryIO, codes: list[bytes]) -> int:
     """Answer stdin chunk by chunk so output starts before input ends; return invalid count."""
-    codes = _code_bytes(db)
     invalid = 0
     first_line = 1
     for block in _line_blocks(source):
@@ -255,8 +261,14 @@ def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
         yield pending
 
 
-def _code_bytes(db: Database) -> list[bytes]:
-    return [NO_COUNTRY.encode(), *(name.encode() for name in db.label_names[1:])]
+def _code_bytes(db: Database, subdivisions: bool) -> list[bytes]:
+    """Return the output column(s) for each label index."""
+    columns = []
+    for label in db.label_names:
+        country, subdivision = split_label(label) if label else (NO_COUNTRY, None)
+        text = f"{country}\t{subdivision or NO_COUNTRY}" if subdivisions else country
+        columns.append(text.encode())
+    return columns
 
 
 def _run_version(args: argparse.Namespace) -> int:

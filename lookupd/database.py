@@ -18,6 +18,7 @@ from lookupd import _parse, _search
 from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, Status
 from lookupd.compiled import load_compiled
 from lookupd.errors import DataFormatError, InvalidAddressError
+from lookupd.iso3166 import split_label
 from lookupd.merge import merge_sources
 from lookupd.snapshot import is_snapshot, load_snapshot
 from lookupd.table import IPVersion, RangeTable
@@ -39,7 +40,12 @@ AddressBatch = (
 
 @dataclass(frozen=True, slots=True)
 class LookupResult:
-    """Answers for a batch, in input order: a label and a status per address."""
+    """Answers for a batch, in input order: a label and a status per address.
+
+    A label is a country code (``US``), or a country and its first-level subdivision
+    (``UA-43``) for data that carries subdivisions; :meth:`countries` and
+    :meth:`subdivisions` split it.
+    """
 
     labels: npt.NDArray[np.uint16]
     """Label index per address into ``label_names``; 0 where there is no country."""
@@ -47,19 +53,26 @@ class LookupResult:
     """A :class:`~lookupd.Status` per address."""
     label_names: tuple[str, ...]
     """The database's label table; ``label_names[0] == ""``."""
-    _names: npt.NDArray[np.object_] = field(repr=False)
+    _countries: npt.NDArray[np.object_] = field(repr=False)
+    _subdivisions: npt.NDArray[np.object_] = field(repr=False)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def countries(self) -> list[str | None]:
         """Return the country code per address, ``None`` where none (invalid or not found)."""
-        result: list[str | None] = self._names[self.labels].tolist()
+        result: list[str | None] = self._countries[self.labels].tolist()
+        return result
+
+    def subdivisions(self) -> list[str | None]:
+        """Return the ISO 3166-2 subdivision per address (``UA-43``), ``None`` where none."""
+        result: list[str | None] = self._subdivisions[self.labels].tolist()
         return result
 
     def codes(self) -> npt.NDArray[np.str_]:
         """Return the country codes as a numpy string array, ``""`` where none."""
-        return np.asarray(self.label_names, dtype=np.str_)[self.labels]
+        countries = np.array(["", *self._countries[1:].tolist()], dtype=np.str_)
+        return countries[self.labels]
 
     @property
     def invalid(self) -> npt.NDArray[np.bool_]:
@@ -86,11 +99,12 @@ class Database:
 
     __slots__ = (
         "_codes",
+        "_countries",
         "_find_v4",
         "_find_v6",
         "_labels_v4",
         "_labels_v6",
-        "_names",
+        "_subdivisions",
         "info",
         "label_names",
         "v4",
@@ -114,17 +128,23 @@ class Database:
         self.v6 = v6
         self.label_names: tuple[str, ...] = tuple(label_names)
         self.info = info or DataInfo(source="<memory>")
-        names = np.array([None, *self.label_names[1:]], dtype=object)
-        self._names = names
+        split = [split_label(name) for name in self.label_names[1:]]
+        self._countries = np.array([None, *(country for country, _ in split)], dtype=object)
+        self._subdivisions = np.array([None, *(sub for _, sub in split)], dtype=object)
         # lookup_one's state, built once as plain Python objects (no copy of any array):
         # its per-call cost was mostly attribute chains, numpy scalars and argument checks.
         # The labels are read through memoryviews, whose items are Python ints (indexing
         # the array and calling int() costs 60-80 ns more).
-        self._codes: tuple[str | None, ...] = (None, *self.label_names[1:])
+        self._codes: tuple[str | None, ...] = tuple(self._countries.tolist())
         self._find_v4 = _bind_search(_search.find_index_v4, v4.starts, v4.jump)
         self._find_v6 = _bind_search(_search.find_index_v6, v6.starts, v6.jump)
         self._labels_v4 = v4.labels.data  # ndarray.data: a memoryview of the array
         self._labels_v6 = v6.labels.data
+
+    @property
+    def has_subdivisions(self) -> bool:
+        """Whether any label carries an ISO 3166-2 subdivision (city-level data)."""
+        return any(sub is not None for sub in self._subdivisions.tolist())
 
     def __reduce__(self) -> tuple[type[Database], tuple[Any, ...]]:
         # Pickle what the constructor takes: lookup_one's bound searches and memoryviews
@@ -229,7 +249,7 @@ class Database:
             status,
             labels,
         )
-        return LookupResult(labels, status, self.label_names, self._names)
+        return LookupResult(labels, status, self.label_names, self._countries, self._subdivisions)
 
     def _lookup_array(self, ips: npt.NDArray[Any]) -> LookupResult:
         if ips.dtype.kind == "u" and ips.dtype.itemsize == 4 and ips.ndim == 1:
@@ -239,7 +259,9 @@ class Database:
             _search.find_many_v4(self.v4.starts, self.v4.jump, keys, index)  # type: ignore[arg-type]
             labels = self.v4.labels[index]
             status = (labels == 0).astype(np.uint8)  # Status.NOT_FOUND == 1, OK == 0
-            return LookupResult(labels, status, self.label_names, self._names)
+            return LookupResult(
+                labels, status, self.label_names, self._countries, self._subdivisions
+            )
         if (
             ips.dtype.kind == "u"
             and ips.dtype.itemsize == 8

@@ -20,6 +20,7 @@ import pytest
 import lookupd
 import lookupd.cli
 from lookupd import Database
+from lookupd.cli import main
 
 _TIMEOUT_S = 60.0
 # Waiting for a streamed answer: generous for a cold start, short enough to fail fast.
@@ -638,3 +639,12 @@ def test_no_command_is_a_usage_error(capsysbinary: pytest.CaptureFixture[bytes])
     run = _main([], capsysbinary)
     assert run.status == 2
     assert b"usage" in run.err
+
+
+def test_subdivisions_column_from_city_data(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    city = Path(__file__).parent / "data" / "maxmind-test" / "test-data" / "GeoIP2-City-Test.mmdb"
+    args = ["lookup", "--db", str(city), "--subdivisions", "81.2.69.160", "1.1.1.1"]
+    assert main(args) == 0
+    assert capsysbinary.readouterr().out == b"81.2.69.160\tGB\tGB-ENG\n1.1.1.1\t--\t--\n"
+    assert main(["lookup", "--db", str(city), "81.2.69.160"]) == 0
+    assert capsysbinary.readouterr().out == b"81.2.69.160\tGB\n"

@@ -1153,3 +1153,16 @@ def test_database_repr_counts(small_db: Database) -> None:
     assert f"{len(small_db.v4)} IPv4" in text
     assert f"{len(small_db.v6)} IPv6" in text
     assert f"{len(_LABELS) - 1} labels" in text
+
+
+def test_subdivision_labels_split_into_country_and_subdivision() -> None:
+    v4 = build_table(4, [0x01000000, 0x02000000], [0x01FFFFFF, 0x02FFFFFF], [1, 2])
+    v6 = RangeTable.empty(6)
+    db = lookupd.Database(v4, v6, ["", "UA", "UA-43"])
+    result = db.lookup(["1.0.0.1", "2.0.0.1", "3.0.0.1", "junk"])
+    assert result.countries() == ["UA", "UA", None, None]
+    assert result.subdivisions() == [None, "UA-43", None, None]
+    assert result.codes().tolist() == ["UA", "UA", "", ""]
+    assert db.lookup_one("2.0.0.1") == "UA"
+    assert db.has_subdivisions
+    assert not lookupd.open().has_subdivisions
