@@ -174,6 +174,43 @@ def records(
         fail(path, reader.line_num, f"malformed CSV record: {exc}")
 
 
+def read_range_columns(
+    path: Path,
+    progress: Progress | None,
+    columns: str,
+    *,
+    strict: bool = False,
+) -> tuple[list[int], list[str], list[str], list[str]]:
+    """Read the first three fields of every record: (line numbers, starts, ends, labels).
+
+    Starts and ends keep their text (callers parse them as a batch); labels are stripped.
+
+    Raises:
+        DataFormatError: a record with fewer than three fields (named by ``columns``, e.g.
+            ``"start,end,country_code"``), an unreadable file, or no records at all.
+    """
+    line_numbers: list[int] = []
+    starts: list[str] = []
+    ends: list[str] = []
+    labels: list[str] = []
+    try:
+        with open_text(path, progress) as handle:
+            for line_number, record in records(handle, path, strict=strict):
+                if len(record) < 3:
+                    fail(path, line_number, f"expected {columns}, got {record!r}")
+                line_numbers.append(line_number)
+                starts.append(record[0])
+                ends.append(record[1])
+                labels.append(record[2].strip())
+    except READ_ERRORS as exc:
+        msg = f"{path}: cannot read: {exc}"
+        raise DataFormatError(msg) from exc
+    if not line_numbers:
+        msg = f"{path}: no ranges in file"
+        raise DataFormatError(msg)
+    return line_numbers, starts, ends, labels
+
+
 def fail(path: Path, line_number: int, problem: str) -> NoReturn:
     """Raise a DataFormatError naming the file and line."""
     msg = f"{path}:{line_number}: {problem}"

@@ -28,12 +28,10 @@ from typing import TYPE_CHECKING
 from lookupd._constants import IPV4_MAX
 from lookupd.errors import DataFormatError
 from lookupd.formats._text import (
-    READ_ERRORS,
     add_ipv6_range,
     fail,
     numeric_addresses,
-    open_text,
-    records,
+    read_range_columns,
 )
 from lookupd.rows import RangeRows
 
@@ -55,26 +53,9 @@ def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> Range
             malformed country code, bad CSV quoting, a file with no rows, or one whose
             rows are all unassigned.
     """
-    line_numbers: list[int] = []
-    from_texts: list[str] = []
-    to_texts: list[str] = []
-    codes: list[str] = []
-    try:
-        with open_text(path, progress) as handle:
-            for line_number, record in records(handle, path, strict=True):
-                if len(record) < 3:
-                    fail(path, line_number, f"expected ip_from,ip_to,country_code, got {record!r}")
-                line_numbers.append(line_number)
-                from_texts.append(record[0])
-                to_texts.append(record[1])
-                codes.append(record[2].strip())
-    except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
-    if not line_numbers:
-        msg = f"{path}: no ranges in file"
-        raise DataFormatError(msg)
-
+    line_numbers, from_texts, to_texts, codes = read_range_columns(
+        path, progress, "ip_from,ip_to,country_code", strict=True
+    )
     starts = numeric_addresses(path, from_texts, line_numbers, 6)
     ends = numeric_addresses(path, to_texts, line_numbers, 6)
     ipv6 = "ipv6" in path.name.lower() or max(ends) > IPV4_MAX or max(starts) > IPV4_MAX

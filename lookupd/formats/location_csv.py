@@ -13,15 +13,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookupd.errors import DataFormatError
 from lookupd.formats._text import (
     MAPPED_FIRST,
-    READ_ERRORS,
     add_ipv6_range,
     fail,
     numeric_addresses,
-    open_text,
-    records,
+    read_range_columns,
     text_addresses,
 )
 from lookupd.rows import RangeRows
@@ -56,25 +53,11 @@ def read_location_csv(
     path = Path(path)
     rows = RangeRows() if rows is None else rows
     numeric_version: IPVersion = 6 if "ipv6" in path.name.lower() else 4
-    line_numbers: list[int] = []
-    start_texts: list[str] = []
-    end_texts: list[str] = []
-    label_texts: list[str] = []
-    try:
-        with open_text(path, progress) as handle:
-            for line_number, record in records(handle):
-                if len(record) < 3:
-                    fail(path, line_number, f"expected start,end,country_code, got {record!r}")
-                line_numbers.append(line_number)
-                start_texts.append(record[0].strip())
-                end_texts.append(record[1].strip())
-                label_texts.append(record[2].strip())
-    except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
-    if not line_numbers:
-        msg = f"{path}: no ranges in file"
-        raise DataFormatError(msg)
+    line_numbers, start_texts, end_texts, label_texts = read_range_columns(
+        path, progress, "start,end,country_code"
+    )
+    start_texts = [text.strip() for text in start_texts]
+    end_texts = [text.strip() for text in end_texts]
 
     straddling: set[int] = set()
     numeric = start_texts[0].isdigit() and end_texts[0].isdigit()
