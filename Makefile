@@ -2,7 +2,7 @@
 PYTHON ?= python
 export LOOKUPD_REQUIRE_EXTENSION ?= 1
 
-.PHONY: help install lint test test-pure bench annotate embed wheel clean
+.PHONY: help install lint test test-pure bench annotate embed protos wheel clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,10 @@ annotate: ## cython -a: HTML showing where the cores touch Python
 
 embed: ## recompile lookupd/data from the vendored CSVs in tests/data
 	$(PYTHON) tools/embed_data.py
+
+protos: ## regenerate lookupd/v1 from proto/ (needs grpcio-tools; commit the result)
+	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/lookupd/v1/lookup.proto
 
 wheel: ## build an sdist and a wheel into dist/
 	$(PYTHON) -m pip wheel --no-deps -w dist .
