@@ -32,6 +32,7 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_RESERVED: _ClassVar[Reason]
     REASON_UNKNOWN: _ClassVar[Reason]
     REASON_INVALID: _ClassVar[Reason]
+    REASON_SUBDIVISION_ALLOWED: _ClassVar[Reason]
 STATUS_UNSPECIFIED: Status
 STATUS_OK: Status
 STATUS_INVALID_ADDRESS: Status
@@ -49,6 +50,7 @@ REASON_NETWORK_DENIED: Reason
 REASON_RESERVED: Reason
 REASON_UNKNOWN: Reason
 REASON_INVALID: Reason
+REASON_SUBDIVISION_ALLOWED: Reason
 
 class DataVersion(_message.Message):
     __slots__ = ("id", "built_at")
