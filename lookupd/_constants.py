@@ -21,3 +21,7 @@ class Status(IntEnum):
     """Valid address that no range of the data covers."""
     INVALID_ADDRESS = 2
     """Not a valid IPv4 or IPv6 address; the rest of the batch is unaffected."""
+    RESERVED = 3
+    """Valid address in a special-purpose range (private, loopback, link-local,
+    documentation, multicast, ...): no country, whatever the data says. See
+    :mod:`lookupd.reserved`."""

@@ -536,15 +536,16 @@ def test_broken_pipe_is_quiet(child: _Child, tmp_path: Path, mode: str) -> None:
 
 
 def _write_csv(path: Path) -> None:
-    path.write_text("1.0.0.0,1.0.0.255,AA\n1.0.1.0,1.0.1.255,BB\n2001:db8::,2001:db8::ffff,CC\n")
+    # 2600:db8::, not the documentation prefix 2001:db8::, which lookups answer RESERVED.
+    path.write_text("1.0.0.0,1.0.0.255,AA\n1.0.1.0,1.0.1.255,BB\n2600:db8::,2600:db8::ffff,CC\n")
 
 
 def test_db_csv(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
     path = tmp_path / "ranges.csv"
     _write_csv(path)
-    args = ["lookup", "--db", str(path), "1.0.0.7", "1.0.1.0", "1.1.1.1", "2001:db8::5"]
+    args = ["lookup", "--db", str(path), "1.0.0.7", "1.0.1.0", "1.1.1.1", "2600:db8::5"]
     run = _main(args, capsysbinary)
-    assert run.out == b"1.0.0.7\tAA\n1.0.1.0\tBB\n1.1.1.1\t--\n2001:db8::5\tCC\n"
+    assert run.out == b"1.0.0.7\tAA\n1.0.1.0\tBB\n1.1.1.1\t--\n2600:db8::5\tCC\n"
     assert run.err == b""
     assert run.status == 0
 

@@ -25,7 +25,7 @@ import pytest
 from reference import ReferenceRanges
 
 import lookupd
-from lookupd import Database, LookupResult, RangeTable, Status
+from lookupd import Database, LookupResult, RangeTable, Status, reserved
 from lookupd.compiled import save_compiled
 from lookupd.table import build_table
 
@@ -139,10 +139,13 @@ def _int_rows(rows: list[Row]) -> list[tuple[int, int, str]]:
 def _build_database(v4_rows: list[Row], v6_rows: list[Row]) -> Database:
     v4 = _int_rows(v4_rows)
     v6 = _int_rows(v6_rows)
+    # The edges above sit in reserved space (0.0.0.0, 10/8, ::, 2001:db8::/32): these tests
+    # check the tables' own answers there; tests/test_reserved.py checks RESERVED.
     return Database(
         build_table(4, [r[0] for r in v4], [r[1] for r in v4], [_LABELS.index(r[2]) for r in v4]),
         build_table(6, [r[0] for r in v6], [r[1] for r in v6], [_LABELS.index(r[2]) for r in v6]),
         _LABELS,
+        mark_reserved=False,
     )
 
 
@@ -190,9 +193,20 @@ def _as_key(address: IPAddress) -> int:
     return int(address)
 
 
-def _assert_statuses(result: LookupResult, expected: list[str | None], invalid: set[int]) -> None:
+def _assert_statuses(
+    result: LookupResult,
+    expected: list[str | None],
+    invalid: set[int],
+    reserved: frozenset[int] = frozenset(),
+) -> None:
     want = [
-        Status.INVALID_ADDRESS if i in invalid else Status.NOT_FOUND if code is None else Status.OK
+        Status.INVALID_ADDRESS
+        if i in invalid
+        else Status.RESERVED
+        if i in reserved
+        else Status.NOT_FOUND
+        if code is None
+        else Status.OK
         for i, code in enumerate(expected)
     ]
     assert result.status.tolist() == [int(s) for s in want]
@@ -602,7 +616,7 @@ def test_lookup_one_on_read_only_tables(small_db: Database) -> None:
         starts.setflags(write=False)
         labels.setflags(write=False)
         tables.append(RangeTable.from_arrays(table.version, starts, labels))
-    db = Database(tables[0], tables[1], _LABELS)
+    db = Database(tables[0], tables[1], _LABELS, mark_reserved=False)
     for address, expected in _EDGE_CASES:
         assert db.lookup_one(address) == expected, address
 
@@ -698,10 +712,31 @@ def random_addresses() -> tuple[list[ipaddress.IPv4Address], list[ipaddress.IPv6
     return v4, v6
 
 
-def _bisect_answer(db: Database, address: IPAddress, starts: dict[int, list[int]]) -> str | None:
-    """An oracle that does not use the search cores: bisect over the segment starts."""
+def _is_reserved(address: IPAddress) -> bool:
+    """Whether the most specific special-purpose block holding ``address`` is reserved.
+
+    Scans the registry list with ``ipaddress``, without the reserved tables or the cores.
+    """
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    blocks = reserved.IPV4_BLOCKS if address.version == 4 else reserved.IPV6_BLOCKS
+    covering = [b for b in blocks if address in ipaddress.ip_network(b.network)]
+    return bool(covering) and max(covering, key=_prefix_length).reserved
+
+
+def _prefix_length(block: reserved.SpecialBlock) -> int:
+    return ipaddress.ip_network(block.network).prefixlen
+
+
+def _bisect_answer(db: Database, address: IPAddress, starts: dict[int, list[int]]) -> str | None:
+    """An oracle that does not use the search cores: bisect over the segment starts.
+
+    Reserved addresses have no country, whatever the data says.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if _is_reserved(address):
+        return None
     table = db.v4 if address.version == 4 else db.v6
     index = bisect_right(starts[address.version], int(address)) - 1
     label = int(table.labels[index])
@@ -721,10 +756,13 @@ def test_every_input_kind_agrees_on_embedded_data(
     assert expected.count(None) > 10
     assert len(set(expected)) > 50
 
+    reserved_at = frozenset(i for i, a in enumerate(addresses) if _is_reserved(a))
+    assert len(reserved_at) > 10
+
     texts = [str(a) for a in addresses]
     by_list = db.lookup(texts)
     assert by_list.countries() == expected
-    _assert_statuses(by_list, expected, set())
+    _assert_statuses(by_list, expected, set(), reserved_at)
 
     by_lines = db.lookup_lines("\n".join(texts).encode())
     assert by_lines.countries() == expected
@@ -784,7 +822,7 @@ def test_readme_python_example(embedded_db: Database) -> None:
     assert db.lookup_one("::ffff:8.8.8.8") == "US"
     result = db.lookup(["1.1.1.1", "2a00:1450::1", "not an ip", "10.0.0.1"])
     assert result.countries() == ["AU", "IE", None, None]
-    assert result.status.tolist() == [0, 0, 2, 1]
+    assert result.status.tolist() == [0, 0, 2, 3]  # 10.0.0.1: Status.RESERVED
     assert db.lookup(np.array([16843009], dtype=np.uint32)).countries() == ["AU"]
     assert db.lookup_lines(b"1.1.1.1\n8.8.8.8\n").countries() == ["AU", "US"]
 
@@ -946,7 +984,7 @@ def _assert_same_tables(a: Database, b: Database) -> None:
 def test_open_compiled_round_trip(tmp_path: Path, small_db: Database) -> None:
     path = tmp_path / "small.npz"
     save_compiled(path, small_db.v4, small_db.v6, small_db.label_names, {"name": "small"})
-    loaded = lookupd.open(path)
+    loaded = lookupd.open(path, mark_reserved=False)
     _assert_same_tables(small_db, loaded)
     assert loaded.info.source == str(path)
     assert loaded.info.metadata["name"] == "small"
