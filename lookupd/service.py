@@ -1,0 +1,417 @@
+"""Answer the gRPC service's requests from a database and policies: pure work, no gRPC.
+
+The servicer in :mod:`lookupd.server` only adapts these functions to gRPC. Everything here
+is vectorised: per-label tables (country code as two bytes, as text) are built once per
+loaded database and indexed by the label arrays a lookup returns, so no Python code runs
+per address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+import lookupd
+from lookupd import _parse, _search
+from lookupd._constants import Status
+from lookupd.database import Database, LookupResult
+from lookupd.errors import LookupdError
+from lookupd.iso3166 import split_label
+from lookupd.merge import Tables
+from lookupd.v1 import lookup_pb2 as pb
+
+if TYPE_CHECKING:
+    from lookupd.policies import CompiledPolicies, PolicySet
+
+# Default most addresses per request (text and packed together).
+DEFAULT_MAX_BATCH = 100_000
+# Two ASCII bytes per address in packed answers: no country (any status but OK).
+NO_COUNTRY_CODE = b"--"
+# Two ASCII bytes for a label whose country part is not two ASCII characters.
+ODD_COUNTRY_CODE = b"??"
+# Addresses answered between two checks that the call is still wanted (deadline, cancel):
+# about 1 ms of work on the compiled core, so an expired call stops within a millisecond.
+CHUNK_ADDRESSES = 32_768
+_V4_BYTES = 4
+_V6_BYTES = 16
+# The snapshot format's page size: non-snapshot data gets the id its snapshot would have.
+_PAGE_BYTES = 4096
+
+
+class RequestError(LookupdError):
+    """A request the service refuses as a whole: the gRPC layer maps each kind to a status."""
+
+
+class BadRequestError(RequestError):
+    """Malformed request or over a limit (gRPC ``INVALID_ARGUMENT``)."""
+
+
+class UnknownPolicyError(RequestError):
+    """No policy of that name is loaded (gRPC ``NOT_FOUND``)."""
+
+
+class CallAbandonedError(RequestError):
+    """The caller stopped waiting (deadline passed or cancelled) before the work finished."""
+
+
+def _enum_table(python_enum: type[IntEnum], proto_enum: Any, prefix: str) -> npt.NDArray[np.uint8]:
+    """Return a 256-entry table mapping a Python enum's values to the proto enum's, by name."""
+    table = np.zeros(256, dtype=np.uint8)
+    for member in python_enum:
+        table[int(member)] = proto_enum.Value(f"{prefix}_{member.name}")
+    return table
+
+
+# lookupd.Status number -> lookupd.v1.Status number (the proto's 0 is "unspecified").
+STATUS_TO_PROTO = _enum_table(Status, pb.Status, "STATUS")
+# lookupd.v1.Status number -> lookupd.Status number (for clients); unknown numbers -> 255.
+PROTO_TO_STATUS = np.full(256, 255, dtype=np.uint8)
+PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
+    int(member) for member in Status
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DataVersion:
+    """Which data answered: what every response carries."""
+
+    id: str
+    """SHA-256 (hex) of the compiled tables, as a snapshot of them records it."""
+    built_at: str
+    """Build time (ISO 8601 UTC) or release date; ``""`` if unknown."""
+
+
+def data_version_of(db: Database) -> DataVersion:
+    """Return the data version of a database.
+
+    A snapshot records the SHA-256 of its payload (``metadata["data_version"]``). Other data
+    (the embedded ``.npz``, source files) gets the SHA-256 of the payload a snapshot of the
+    same tables would have, so the embedded data and a snapshot built from it share an id.
+    """
+    metadata = db.info.metadata
+    version = metadata.get("data_version")
+    if not isinstance(version, str):
+        version = tables_sha256(Tables(db.v4, db.v6, db.label_names))
+    built_at = metadata.get("created") or metadata.get("date") or ""
+    return DataVersion(version, str(built_at))
+
+
+def tables_sha256(tables: Tables) -> str:
+    """Return the SHA-256 (hex) a snapshot of ``tables`` would record as its data version.
+
+    Mirrors :mod:`lookupd.snapshot`'s payload: the arrays in file order, little-endian, each
+    starting at a page boundary (zero padding between), the label table as compact JSON.
+    """
+    labels = json.dumps(list(tables.label_names), separators=(",", ":")).encode()
+    arrays = (
+        np.ascontiguousarray(tables.v4.starts, dtype="<u4"),
+        np.ascontiguousarray(tables.v4.labels, dtype="<u2"),
+        np.ascontiguousarray(tables.v4.jump, dtype="<u4"),
+        np.ascontiguousarray(tables.v6.starts, dtype="<u8"),
+        np.ascontiguousarray(tables.v6.labels, dtype="<u2"),
+        np.ascontiguousarray(tables.v6.jump, dtype="<u4"),
+        np.frombuffer(labels, dtype=np.uint8),
+    )
+    digest = hashlib.sha256()
+    position = 0
+    for array in arrays:
+        start = -(-position // _PAGE_BYTES) * _PAGE_BYTES
+        digest.update(bytes(start - position))
+        digest.update(array.data.cast("B"))
+        position = start + array.nbytes
+    return digest.hexdigest()
+
+
+def _country_tables(label_names: Sequence[str]) -> tuple[npt.NDArray[np.bytes_], list[str]]:
+    """Return per label: its country as two ASCII bytes (S2), and as text ("" for none)."""
+    codes = [NO_COUNTRY_CODE]
+    texts = [""]
+    for name in label_names[1:]:
+        country, _ = split_label(name)
+        texts.append(country)
+        raw = country.encode("ascii", "replace")
+        codes.append(raw if len(raw) == 2 and country.isascii() else ODD_COUNTRY_CODE)
+    return np.array(codes, dtype="S2"), texts
+
+
+@dataclass(frozen=True, slots=True)
+class Answerer:
+    """A database, its policies, and the tables that turn answers into response fields.
+
+    Immutable: a server swaps a whole new one in to change data, and a call that read one
+    answers entirely from it (so its data version is the one that answered).
+    """
+
+    db: Database
+    """The data."""
+    version: DataVersion
+    """The data's version."""
+    policies: CompiledPolicies | None = None
+    """Policies compiled against ``db``, or None (CheckRegion then knows no policy)."""
+    policy_set: PolicySet | None = None
+    """The policies as loaded (names, descriptions, file version)."""
+    max_batch: int = DEFAULT_MAX_BATCH
+    """Most addresses one request may hold."""
+    codes: npt.NDArray[np.uint16] = field(init=False, repr=False)
+    """Per label: the country's two ASCII bytes, as one native ``uint16`` (``--`` for label
+    0); ``codes[labels].tobytes()`` is the packed answer. Indexing ``uint16`` is 5x faster
+    than indexing the same bytes as ``S2`` (55 us against 11 us for 10,000 labels)."""
+    countries: npt.NDArray[np.object_] = field(init=False, repr=False)
+    """Per label: the country as ``str``; ``""`` for label 0."""
+    subdivisions: npt.NDArray[np.object_] = field(init=False, repr=False)
+    """Per label: the ISO 3166-2 subdivision as ``str``; ``""`` where none."""
+
+    def __post_init__(self) -> None:
+        codes, texts = _country_tables(self.db.label_names)
+        subdivisions = [""] + [split_label(name)[1] or "" for name in self.db.label_names[1:]]
+        object.__setattr__(self, "codes", np.frombuffer(codes.tobytes(), dtype=np.uint16))
+        object.__setattr__(self, "countries", np.array(texts, dtype=object))
+        object.__setattr__(self, "subdivisions", np.array(subdivisions, dtype=object))
+
+    @classmethod
+    def load(
+        cls,
+        db: Database,
+        policy_set: PolicySet | None = None,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> Answerer:
+        """Compile ``policy_set`` against ``db`` and build the answer tables."""
+        policies = policy_set.compile(db) if policy_set is not None else None
+        return cls(db, data_version_of(db), policies, policy_set, max_batch)
+
+    # -----------------------------------------------------------------------------------
+    # requests
+
+    def check_batch(self, count: int) -> None:
+        """Refuse a request of more than ``max_batch`` addresses.
+
+        Raises:
+            BadRequestError: with the limit in the message.
+        """
+        if count > self.max_batch:
+            msg = (
+                f"batch of {count:,} addresses is over the limit of {self.max_batch:,} "
+                "per request: split it into chunks"
+            )
+            raise BadRequestError(msg)
+
+    def lookup_text(
+        self,
+        addresses: Sequence[str],
+        *,
+        subdivisions: bool = False,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> tuple[list[str], list[int], list[str]]:
+        """Answer addresses given as text.
+
+        Returns:
+            per address: the country ("" where none), the ``lookupd.v1.Status`` number, and
+            (with ``subdivisions``) the subdivision ("" where none; else an empty list).
+
+        Raises:
+            BadRequestError: the batch is over the limit.
+            CallAbandonedError: ``keep_going`` said stop between chunks.
+        """
+        self.check_batch(len(addresses))
+        items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
+        countries: list[str] = []
+        status: list[int] = []
+        subs: list[str] = []
+        for start in range(0, len(items), CHUNK_ADDRESSES):
+            if start and keep_going is not None and not keep_going():
+                raise CallAbandonedError("the caller stopped waiting")
+            result = self.db.lookup(items[start : start + CHUNK_ADDRESSES])
+            labels = result.labels
+            countries += self.countries[labels].tolist()
+            status += STATUS_TO_PROTO[result.status].tolist()
+            if subdivisions:
+                subs += self.subdivisions[labels].tolist()
+        return countries, status, subs
+
+    def lookup_packed(
+        self,
+        ipv4: bytes,
+        ipv6: bytes,
+        *,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, bytes, bytes, bytes]:
+        """Answer packed addresses (network order; 4 bytes per IPv4, 16 per IPv6).
+
+        Returns:
+            IPv4 countries (2 bytes each), IPv6 countries, IPv4 statuses (1 byte each,
+            ``lookupd.v1.Status`` numbers), IPv6 statuses.
+
+        Raises:
+            BadRequestError: a length is not a multiple of 4 or 16, or the batch is over the
+                limit.
+            CallAbandonedError: ``keep_going`` said stop between chunks.
+        """
+        self.check_batch(packed_count(ipv4, ipv6))
+        v4_codes, v4_status = self._packed_family(ipv4, 4, keep_going)
+        v6_codes, v6_status = self._packed_family(ipv6, 6, keep_going)
+        return v4_codes, v6_codes, v4_status, v6_status
+
+    def _packed_family(
+        self, data: bytes, version: int, keep_going: Callable[[], bool] | None
+    ) -> tuple[bytes, bytes]:
+        if not data:
+            return b"", b""
+        width = _V4_BYTES if version == 4 else _V6_BYTES
+        step = CHUNK_ADDRESSES * width
+        if len(data) <= step:
+            result = self.db.lookup(data, version=version)  # type: ignore[arg-type]
+            return self.codes[result.labels].tobytes(), STATUS_TO_PROTO[result.status].tobytes()
+        codes: list[bytes] = []
+        status: list[bytes] = []
+        view = memoryview(data)
+        for start in range(0, len(data), step):
+            if start and keep_going is not None and not keep_going():
+                raise CallAbandonedError("the caller stopped waiting")
+            result = self.db.lookup(view[start : start + step], version=version)  # type: ignore[arg-type]
+            codes.append(self.codes[result.labels].tobytes())
+            status.append(STATUS_TO_PROTO[result.status].tobytes())
+        return b"".join(codes), b"".join(status)
+
+    def check(
+        self,
+        policy: str,
+        addresses: Sequence[str],
+        ipv4: bytes = b"",
+        ipv6: bytes = b"",
+    ) -> tuple[list[int], list[int], list[str]]:
+        """Check addresses (text, then packed IPv4, then packed IPv6) against a policy.
+
+        Returns:
+            per address, in that order: the ``lookupd.v1.Verdict`` and ``Reason`` numbers
+            and the country ("" where none).
+
+        Raises:
+            UnknownPolicyError: no policy of that name (the message lists the known ones).
+            BadRequestError: malformed packed input or a batch over the limit.
+        """
+        self.check_batch(len(addresses) + packed_count(ipv4, ipv6))
+        if self.policies is None or policy not in self.policies.names:
+            known = ", ".join(sorted(self.policies.names)) if self.policies is not None else ""
+            msg = f"no policy named {policy!r}; known policies: {known or 'none loaded'}"
+            raise UnknownPolicyError(msg)
+        verdicts: list[int] = []
+        reasons: list[int] = []
+        countries: list[str] = []
+        parts: list[LookupResult] = []
+        if addresses:
+            items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
+            parts.append(self.db.lookup(items))
+        if ipv4:
+            parts.append(self.db.lookup(ipv4, version=4))
+        if ipv6:
+            parts.append(self.db.lookup(ipv6, version=6))
+        for result in parts:
+            decisions = self.policies.evaluate(policy, result)
+            verdicts += decisions.verdicts.tolist()
+            reasons += decisions.reasons.tolist()
+            countries += self.countries[result.labels].tolist()
+        return verdicts, reasons, countries
+
+    # -----------------------------------------------------------------------------------
+    # info
+
+    def info(self, *, max_message_bytes: int) -> pb.GetInfoResponse:
+        """Describe the data, policies, limits and versions."""
+        metadata = self.db.info.metadata
+        sources = [_source_message(source) for source in metadata.get("sources", [])]
+        rows = metadata.get("rows") or {}
+        counts_meta = metadata.get("counts") or {}
+        v4_rows = _int(rows.get("ipv4")) or _int((counts_meta.get("ipv4") or {}).get("rows"))
+        v6_rows = _int(rows.get("ipv6")) or _int((counts_meta.get("ipv6") or {}).get("rows"))
+        policies = []
+        policy_version = ""
+        if self.policy_set is not None:
+            policy_version = self.policy_set.version
+            for name in sorted(self.policy_set.policies):
+                description = getattr(self.policy_set.policies[name], "description", "") or ""
+                policies.append(pb.PolicyInfo(name=name, description=str(description)))
+        return pb.GetInfoResponse(
+            data_version=self.version_message(),
+            data_source=self.db.info.source,
+            sources=sources,
+            counts=pb.Counts(
+                ipv4_segments=len(self.db.v4),
+                ipv6_segments=len(self.db.v6),
+                labels=len(self.db.label_names) - 1,
+                ipv4_rows=v4_rows,
+                ipv6_rows=v6_rows,
+            ),
+            has_subdivisions=self.db.has_subdivisions,
+            policies=policies,
+            policy_version=policy_version,
+            server_version=lookupd.__version__,
+            search_core=_search.CORE,
+            max_batch=self.max_batch,
+            max_message_bytes=max_message_bytes,
+        )
+
+    def version_message(self) -> pb.DataVersion:
+        """Return the data version as its proto message."""
+        return pb.DataVersion(id=self.version.id, built_at=self.version.built_at)
+
+    def describe(self) -> list[str]:
+        """Return log lines about what is loaded: cores, data, policies and their warnings."""
+        lines = [
+            f"search core: {_search.CORE}",
+            f"parse core: {_parse.CORE}",
+            f"data: {self.db.info.source}: {len(self.db.v4):,} IPv4 and {len(self.db.v6):,} "
+            f"IPv6 segments, {len(self.db.label_names) - 1} labels",
+            f"data version: {self.version.id} (built {self.version.built_at or 'unknown'})",
+        ]
+        if self.policy_set is None or self.policies is None:
+            lines.append("policies: none loaded")
+        else:
+            lines.append(
+                f"policies: {self.policy_set.source} (version {self.policy_set.version}): "
+                + ", ".join(sorted(self.policies.names))
+            )
+        return lines
+
+
+def packed_count(ipv4: bytes, ipv6: bytes) -> int:
+    """Return how many addresses packed fields hold.
+
+    Raises:
+        BadRequestError: a length is not a multiple of the family's width.
+    """
+    if len(ipv4) % _V4_BYTES:
+        msg = f"ipv4 holds {len(ipv4)} bytes, not a multiple of {_V4_BYTES}"
+        raise BadRequestError(msg)
+    if len(ipv6) % _V6_BYTES:
+        msg = f"ipv6 holds {len(ipv6)} bytes, not a multiple of {_V6_BYTES}"
+        raise BadRequestError(msg)
+    return len(ipv4) // _V4_BYTES + len(ipv6) // _V6_BYTES
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _source_message(source: object) -> pb.Source:
+    """Return a Source message from a metadata source record (tolerating sparse records)."""
+    if not isinstance(source, dict):
+        return pb.Source(name=str(source))
+    rows = source.get("rows")
+    if not isinstance(rows, dict):
+        rows = {}
+    return pb.Source(
+        name=str(source.get("name", "")),
+        format=str(source.get("format", "")),
+        size=_int(source.get("size")),
+        sha256=str(source.get("sha256", "")),
+        ipv4_rows=_int(rows.get("ipv4")),
+        ipv6_rows=_int(rows.get("ipv6")),
+    )
