@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import lookupd
 from lookupd import _parse, _search
@@ -31,6 +31,9 @@ from lookupd.merge import (
 )
 from lookupd.progress import progress_line
 from lookupd.snapshot import is_snapshot, load_snapshot, write_snapshot
+
+if TYPE_CHECKING:
+    from lookupd.client import Client
 
 # Printed for a valid address that no range covers.
 NO_COUNTRY = "--"
@@ -100,7 +103,29 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add a third column: the ISO 3166-2 subdivision (UA-43), '--' where none",
     )
+    lookup.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="ask a lookupd server (lookupd serve) instead of reading data here",
+    )
     lookup.set_defaults(run=_run_lookup)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description=(
+            "Serve lookups and policy checks over gRPC (service lookupd.v1.LookupService, "
+            "with grpc.health.v1 health and server reflection). Each option can also be set "
+            "by the environment variable named in its help; an option given here wins. "
+            "SIGTERM or SIGINT stops the server: health goes NOT_SERVING, new calls are "
+            "refused and calls in flight get the grace period to finish."
+        ),
+    )
+    for flags, variable, _kind, text in _SERVE_OPTIONS:
+        serve.add_argument(
+            *flags, metavar=variable.removeprefix("LOOKUPD_"), help=f"{text} [{variable}]"
+        )
+    serve.set_defaults(run=_run_serve)
 
     version = commands.add_parser("version", help="print versions, cores and data source")
     version.add_argument("--db", metavar="PATH", help="data file instead of the embedded data")
@@ -180,6 +205,11 @@ def _non_negative(text: str) -> int:
 
 
 def _run_lookup(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        if args.db is not None:
+            print("lookupd: error: --db and --server exclude each other", file=sys.stderr)
+            return 2
+        return _lookup_on_server(args)
     db = open_database(args.db)
     codes = _code_bytes(db, args.subdivisions)
     out = sys.stdout.buffer
@@ -261,6 +291,62 @@ def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
         yield pending
 
 
+def _lookup_on_server(args: argparse.Namespace) -> int:
+    """Answer the arguments or stdin by asking a server; output as without --server."""
+    # gRPC is imported only by the commands that use it.
+    from lookupd.client import Client
+
+    out = sys.stdout.buffer
+    invalid = 0
+    with Client(args.server) as client:
+        if args.addresses == ["-"]:
+            first_line = 1
+            for block in _line_blocks(sys.stdin.buffer):
+                lines = block.split(b"\n")
+                if lines and lines[-1] == b"":
+                    lines.pop()
+                numbered = [
+                    (first_line + offset, line.strip(_BLANKS)) for offset, line in enumerate(lines)
+                ]
+                numbered = [(number, line) for number, line in numbered if line]
+                texts = [line.decode("utf-8", "backslashreplace") for _, line in numbered]
+                where = [f"line {number}" for number, _ in numbered]
+                invalid += _answer_remotely(client, texts, where, out, args.subdivisions)
+                out.flush()
+                first_line += len(lines)
+        else:
+            where = [f"argument {position}" for position in range(1, len(args.addresses) + 1)]
+            invalid = _answer_remotely(client, args.addresses, where, out, args.subdivisions)
+    out.flush()
+    if invalid:
+        print(f"lookupd: {invalid} invalid address(es)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _answer_remotely(
+    client: Client, addresses: list[str], where: list[str], out: BinaryIO, subdivisions: bool
+) -> int:
+    """Look ``addresses`` up on the server, write the answers; return the invalid count."""
+    answers = client.lookup(addresses, subdivisions=subdivisions)
+    lines = []
+    invalid = 0
+    subs = answers.subdivisions.tolist() if answers.subdivisions is not None else None
+    for i, (address, country, status) in enumerate(
+        zip(addresses, answers.countries.tolist(), answers.status.tolist(), strict=True)
+    ):
+        if status == Status.INVALID_ADDRESS:
+            print(f"lookupd: {where[i]}: not an IP address: {address!r}", file=sys.stderr)
+            invalid += 1
+            continue
+        line = f"{address}\t{country or NO_COUNTRY}"
+        if subs is not None:
+            line += f"\t{subs[i] or NO_COUNTRY}"
+        lines.append(line + "\n")
+    out.write("".join(lines).encode("utf-8", "backslashreplace"))
+    return invalid
+
+
 def _code_bytes(db: Database, subdivisions: bool) -> list[bytes]:
     """Return the output column(s) for each label index."""
     columns = []
@@ -281,6 +367,81 @@ def _run_version(args: argparse.Namespace) -> int:
         if key in db.info.metadata:
             print(f"{title}: {db.info.metadata[key]}")
     print(f"segments: {len(db.v4)} IPv4, {len(db.v6)} IPv6; labels: {len(db.label_names) - 1}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# serve
+
+# (flags, environment variable, type, help) of each `lookupd serve` setting.
+_SERVE_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("--host",), "LOOKUPD_HOST", "str", "address to listen on (default [::], all)"),
+    (("--port",), "LOOKUPD_PORT", "port", "port (default 50051; 0: any free port)"),
+    (("--db",), "LOOKUPD_DB", "str", "data file (default: the embedded data)"),
+    (("--policies",), "LOOKUPD_POLICIES", "str", "policy file (default: the example policies)"),
+    (("--max-batch",), "LOOKUPD_MAX_BATCH", "count", "most addresses per request (100000)"),
+    (("--threads",), "LOOKUPD_THREADS", "count", "server worker threads (default 8)"),
+    (("--grace",), "LOOKUPD_GRACE_S", "seconds", "seconds calls in flight get on stop (5)"),
+    (
+        ("--max-message-bytes",),
+        "LOOKUPD_MAX_MESSAGE_BYTES",
+        "count",
+        "largest request message accepted (default 8388608)",
+    ),
+    (
+        ("--port-file",),
+        "LOOKUPD_PORT_FILE",
+        "str",
+        "write the port here once listening (with --port 0)",
+    ),
+)
+
+
+def _serve_setting(args: argparse.Namespace, flag: str, variable: str, kind: str) -> Any:
+    """Return a setting: the flag, else the environment variable, else None (default)."""
+    value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    source = flag
+    if value is None:
+        value = os.environ.get(variable) or None
+        source = variable
+    if value is None or kind == "str":
+        return value
+    try:
+        number = float(value) if kind == "seconds" else int(value)
+    except ValueError:
+        number = -1
+    low = 1 if kind == "count" else 0
+    if number < low or (kind == "port" and number > 65535):
+        msg = f"{source}: not a valid {'port' if kind == 'port' else 'value'}: {value!r}"
+        raise LookupdError(msg)
+    return number
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    # gRPC is imported only by the commands that use it.
+    from lookupd import server
+
+    settings = {
+        flags[0]: _serve_setting(args, flags[0], variable, kind)
+        for flags, variable, kind, _ in _SERVE_OPTIONS
+    }
+    if not args.verbose:
+        _LOGGER.setLevel(logging.INFO)
+    defaults = server.ServerConfig()
+    config = server.ServerConfig(
+        host=settings["--host"] or defaults.host,
+        port=defaults.port if settings["--port"] is None else settings["--port"],
+        threads=settings["--threads"] or defaults.threads,
+        max_batch=settings["--max-batch"] or defaults.max_batch,
+        max_message_bytes=settings["--max-message-bytes"] or defaults.max_message_bytes,
+        grace_s=defaults.grace_s if settings["--grace"] is None else settings["--grace"],
+    )
+    server.serve(
+        config,
+        db_path=settings["--db"],
+        policies_path=settings["--policies"],
+        port_file=settings["--port-file"],
+    )
     return 0
 
 

@@ -1,0 +1,357 @@
+"""lookupd.client against a real in-process server on 127.0.0.1, and `lookupd lookup --server`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lookupd
+from lookupd import Database, Status
+from lookupd.cli import main
+from lookupd.client import Answers, AsyncClient, Client, ServerError
+from lookupd.policies import PolicySet, example_policies_path, load_policies
+from lookupd.server import LookupServer, ServerConfig
+from lookupd.service import Answerer
+
+_TIMEOUT_S = 20.0
+_SEED = 8821
+_SMALL_BATCH = 10
+
+# Valid, public, no country in the embedded data; reserved; invalid.
+_ADDRESSES = [
+    "1.1.1.1",
+    "2001:4860:4860::8888",
+    "5.249.168.0",
+    "2001:401::",
+    "10.0.0.1",
+    "fe80::1",
+    "::ffff:8.8.8.8",
+    "not-an-ip",
+    "",
+    "1.2.3.256",
+]
+
+
+def _policy_set() -> PolicySet:
+    return load_policies(example_policies_path())
+
+
+@pytest.fixture(scope="module")
+def db() -> Database:
+    return lookupd.open()
+
+
+@pytest.fixture(scope="module")
+def answerer(db: Database) -> Answerer:
+    return Answerer.load(db, _policy_set())
+
+
+@pytest.fixture(scope="module")
+def target(answerer: Answerer) -> Iterator[str]:
+    server = LookupServer(ServerConfig(host="127.0.0.1", port=0)).start()
+    server.load(answerer)
+    yield f"127.0.0.1:{server.port}"
+    server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def small_target(db: Database) -> Iterator[str]:
+    """A server taking at most 10 addresses per request."""
+    config = ServerConfig(host="127.0.0.1", port=0, max_batch=_SMALL_BATCH)
+    server = LookupServer(config).start()
+    server.load(Answerer.load(db, _policy_set(), max_batch=_SMALL_BATCH))
+    yield f"127.0.0.1:{server.port}"
+    server.stop(0)
+
+
+@pytest.fixture
+def client(target: str) -> Iterator[Client]:
+    with Client(target, timeout_s=_TIMEOUT_S) as opened:
+        yield opened
+
+
+def _assert_agrees(answers: Answers, db: Database, batch: Any, version: int | None = None) -> None:
+    expected = db.lookup(batch, version=version)  # type: ignore[arg-type]
+    assert answers.countries.tolist() == expected.codes().tolist()
+    assert answers.status.tolist() == expected.status.tolist()
+    assert answers.countries_list() == expected.countries()
+    assert len(answers) == len(expected)
+    assert len(answers.data_version) == 64
+
+
+def _mixed(db: Database, count: int) -> list[str]:
+    rng = np.random.default_rng(_SEED)
+    v4 = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, count // 2)]
+    v6 = [
+        str(ipaddress.IPv6Address((high << 64) | low))
+        for high, low in db.v6.starts[rng.integers(1, len(db.v6), count // 4)].tolist()
+    ]
+    rest = count - len(v4) - len(v6)
+    extra = [_ADDRESSES[i % len(_ADDRESSES)] for i in range(rest)]
+    mixed = v4 + v6 + extra
+    return [mixed[i] for i in rng.permutation(len(mixed))]
+
+
+# ---------------------------------------------------------------------------------------
+# Every input type
+
+
+def test_text_list(client: Client, db: Database) -> None:
+    answers = client.lookup(_ADDRESSES)
+    _assert_agrees(answers, db, _ADDRESSES)
+    assert answers.countries.tolist()[:2] == ["AU", "US"]
+    assert answers.status.tolist()[2:] == [
+        Status.NOT_FOUND,
+        Status.NOT_FOUND,
+        Status.RESERVED,
+        Status.RESERVED,
+        Status.OK,
+        Status.INVALID_ADDRESS,
+        Status.INVALID_ADDRESS,
+        Status.INVALID_ADDRESS,
+    ]
+
+
+def test_text_list_over_the_text_rpc(client: Client, db: Database) -> None:
+    _assert_agrees(client.lookup(_ADDRESSES, text=True), db, _ADDRESSES)
+    _assert_agrees(client.lookup(tuple(_ADDRESSES), text=True), db, _ADDRESSES)
+
+
+def test_subdivisions(client: Client) -> None:
+    answers = client.lookup(_ADDRESSES, subdivisions=True)
+    assert answers.subdivisions is not None
+    assert answers.subdivisions.tolist() == [""] * len(_ADDRESSES)
+    assert answers.countries.tolist()[:2] == ["AU", "US"]
+
+
+def test_arrays(client: Client, db: Database) -> None:
+    v4 = np.array([16843009, 0, 167772161, 0xFFFFFFFF, 134744072], dtype=np.uint32)
+    _assert_agrees(client.lookup(v4), db, v4)
+    _assert_agrees(client.lookup(v4.astype(">u4")), db, v4)  # any byte order
+    v6 = np.array([[0x2001_4860_4860_0000, 0x8888], [0, 1], [0xFE80 << 48, 1]], dtype=np.uint64)
+    _assert_agrees(client.lookup(v6), db, v6)
+    empty = client.lookup(np.array([], dtype=np.uint32))
+    assert len(empty) == 0
+    assert len(empty.data_version) == 64
+
+
+def test_packed_bytes(client: Client, db: Database) -> None:
+    v4 = b"".join(ipaddress.IPv4Address(a).packed for a in ("1.1.1.1", "10.0.0.1", "5.249.168.0"))
+    for data in (v4, bytearray(v4), memoryview(v4)):
+        _assert_agrees(client.lookup(data, version=4), db, v4, version=4)
+    v6 = b"".join(ipaddress.IPv6Address(a).packed for a in ("2001:4860:4860::8888", "::1"))
+    _assert_agrees(client.lookup(v6, version=6), db, v6, version=6)
+    assert len(client.lookup(b"", version=4)) == 0
+
+
+def test_bad_input_is_refused_before_any_call(client: Client) -> None:
+    with pytest.raises(TypeError, match="not one str"):
+        client.lookup("1.1.1.1")
+    with pytest.raises(TypeError, match="float64"):
+        client.lookup(np.zeros(3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="version=4"):
+        client.lookup(b"\x01\x01\x01\x01")
+    with pytest.raises(ValueError, match="not a multiple of 16"):
+        client.lookup(bytes(20), version=6)
+    with pytest.raises(ValueError, match="only to packed bytes"):
+        client.lookup(["1.1.1.1"], version=4)
+    with pytest.raises(TypeError, match="list of str"):
+        client.lookup(np.zeros(3, dtype=np.uint32), text=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Chunking and channels
+
+
+def test_batches_larger_than_the_server_limit_are_chunked(small_target: str, db: Database) -> None:
+    addresses = _mixed(db, 997)
+    with Client(small_target, chunk_size=_SMALL_BATCH, channels=3, in_flight=3) as client:
+        _assert_agrees(client.lookup(addresses), db, addresses)
+        _assert_agrees(client.lookup(addresses, text=True), db, addresses)
+        v4 = np.arange(0, 1 << 32, (1 << 32) // 95, dtype=np.uint64).astype(np.uint32)
+        _assert_agrees(client.lookup(v4), db, v4)
+        assert client.info().max_batch == _SMALL_BATCH
+
+
+def test_a_chunk_over_the_server_limit_fails_with_its_message(small_target: str) -> None:
+    with (
+        Client(small_target, chunk_size=_SMALL_BATCH + 1) as client,
+        pytest.raises(ServerError) as caught,
+    ):
+        client.lookup(["1.1.1.1"] * (_SMALL_BATCH + 1))
+    assert caught.value.code.name == "INVALID_ARGUMENT"
+    assert "limit of 10" in caught.value.details
+
+
+def test_large_mixed_batch_agrees(client: Client, db: Database) -> None:
+    addresses = _mixed(db, 120_000)  # over the default chunk of 50,000
+    _assert_agrees(client.lookup(addresses), db, addresses)
+
+
+# ---------------------------------------------------------------------------------------
+# check, info, stream, errors
+
+
+def test_check(client: Client, answerer: Answerer, db: Database) -> None:
+    assert answerer.policies is not None
+    for name in answerer.policies.names:
+        checks = client.check(name, _ADDRESSES)
+        decisions = answerer.policies.evaluate(name, db.lookup(_ADDRESSES))
+        assert checks.verdicts.tolist() == decisions.verdicts.tolist()
+        assert checks.reasons.tolist() == decisions.reasons.tolist()
+        assert checks.countries.tolist() == db.lookup(_ADDRESSES).codes().tolist()
+        assert checks.allowed.tolist() == (decisions.verdicts == 1).tolist()
+        assert answerer.policy_set is not None
+        assert checks.policy_version == answerer.policy_set.version
+        v4 = np.array([16843009, 167772161], dtype=np.uint32)
+        packed = client.check(name, v4)
+        assert (
+            packed.reasons.tolist()
+            == answerer.policies.evaluate(name, db.lookup(v4)).reasons.tolist()
+        )
+
+
+def test_unknown_policy_is_a_server_error(client: Client) -> None:
+    with pytest.raises(ServerError) as caught:
+        client.check("no-such-policy", ["1.1.1.1"])
+    assert caught.value.code.name == "NOT_FOUND"
+    assert "no-such-policy" in str(caught.value)
+
+
+def test_info(client: Client, answerer: Answerer) -> None:
+    info = client.info()
+    assert info.data_version.id == answerer.version.id
+    assert info.max_batch == 100_000
+
+
+def test_stream(client: Client, db: Database) -> None:
+    v4 = np.array([16843009, 167772161], dtype=np.uint32)
+    v6 = np.array([[0x2001_4860_4860_0000, 0x8888]], dtype=np.uint64)
+    batches: list[Any] = [v4, _ADDRESSES, v6, np.array([], dtype=np.uint32)]
+
+    def produce() -> Iterator[Any]:
+        yield from batches
+
+    results = list(client.stream(produce()))
+    assert len(results) == len(batches)
+    for answers, batch in zip(results, batches, strict=True):
+        _assert_agrees(answers, db, batch)
+    packed = list(client.stream([b"\x01\x01\x01\x01"], version=4))
+    assert packed[0].countries.tolist() == ["AU"]
+
+
+def test_unreachable_server_is_a_server_error() -> None:
+    with (
+        Client("127.0.0.1:1", timeout_s=_TIMEOUT_S) as client,
+        pytest.raises(ServerError) as caught,
+    ):
+        client.lookup(["1.1.1.1"])
+    assert caught.value.code.name == "UNAVAILABLE"
+
+
+def test_wait_until_serving(db: Database) -> None:
+    server = LookupServer(ServerConfig(host="127.0.0.1", port=0)).start()
+    loader = threading.Timer(0.2, server.load, args=(Answerer.load(db),))
+    try:
+        with Client(f"127.0.0.1:{server.port}") as client:
+            with pytest.raises(ServerError) as caught:
+                client.wait_until_serving(timeout_s=0.1)
+            assert caught.value.code.name == "DEADLINE_EXCEEDED"
+            loader.start()
+            client.wait_until_serving(timeout_s=_TIMEOUT_S)
+            assert client.lookup(["1.1.1.1"]).countries.tolist() == ["AU"]
+    finally:
+        loader.cancel()
+        server.stop(0)
+
+
+# ---------------------------------------------------------------------------------------
+# AsyncClient
+
+
+def test_async_client(target: str, small_target: str, db: Database, answerer: Answerer) -> None:
+    async def run() -> None:
+        async with AsyncClient(target, timeout_s=_TIMEOUT_S) as client:
+            _assert_agrees(await client.lookup(_ADDRESSES), db, _ADDRESSES)
+            _assert_agrees(await client.lookup(_ADDRESSES, text=True), db, _ADDRESSES)
+            v4 = np.array([16843009, 167772161], dtype=np.uint32)
+            _assert_agrees(await client.lookup(v4), db, v4)
+            assert (await client.info()).data_version.id == answerer.version.id
+            streamed = [answers async for answers in client.stream([v4, _ADDRESSES])]
+            _assert_agrees(streamed[0], db, v4)
+            _assert_agrees(streamed[1], db, _ADDRESSES)
+            with pytest.raises(ServerError):
+                await client.check("no-such-policy", _ADDRESSES)
+            assert answerer.policies is not None
+            if answerer.policies is not None:
+                name = sorted(answerer.policies.names)[0]
+                checks = await client.check(name, _ADDRESSES)
+                expected = answerer.policies.evaluate(name, db.lookup(_ADDRESSES))
+                assert checks.reasons.tolist() == expected.reasons.tolist()
+        addresses = _mixed(db, 333)
+        async with AsyncClient(small_target, chunk_size=_SMALL_BATCH, channels=2) as client:
+            _assert_agrees(await client.lookup(addresses), db, addresses)
+
+    asyncio.run(asyncio.wait_for(run(), _TIMEOUT_S))
+
+
+# ---------------------------------------------------------------------------------------
+# lookupd lookup --server
+
+
+def _run_cli(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    stdin: bytes = b"",
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_lookup_server_matches_local(
+    target: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for extra in ([], ["--subdivisions"]):
+        remote = _run_cli(capsys, monkeypatch, ["lookup", "--server", target, *extra, *_ADDRESSES])
+        local = _run_cli(capsys, monkeypatch, ["lookup", *extra, *_ADDRESSES])
+        assert remote == local
+        assert remote[0] == 1
+        assert "1.1.1.1\tAU" in remote[1]
+        assert "argument 8: not an IP address: 'not-an-ip'" in remote[2]
+
+
+def test_cli_lookup_server_stdin_matches_local(
+    target: str,
+    db: Database,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [*_ADDRESSES, "  1.1.1.1\r", "", *_mixed(db, 2000)]
+    text = ("\n".join(lines) + "\n").encode()
+    remote = _run_cli(capsys, monkeypatch, ["lookup", "--server", target, "-"], text)
+    local = _run_cli(capsys, monkeypatch, ["lookup", "-"], text)
+    assert remote == local
+    assert "line 8: not an IP address: 'not-an-ip'" in remote[2]
+
+
+def test_cli_lookup_server_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, _, err = _run_cli(capsys, monkeypatch, ["lookup", "--server", "127.0.0.1:1", "1.1.1.1"])
+    assert status == 2
+    assert "UNAVAILABLE" in err
+    status, _, err = _run_cli(
+        capsys, monkeypatch, ["lookup", "--server", "127.0.0.1:1", "--db", "x", "1.1.1.1"]
+    )
+    assert status == 2
+    assert "exclude each other" in err
