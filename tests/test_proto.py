@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
@@ -42,6 +43,12 @@ def _descriptor_set(out: Path, *, source_info: bool) -> descriptor_pb2.FileDescr
 
 @needs_protoc
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
+    tools = importlib.metadata.version("grpcio-tools")
+    if tools != lookup_pb2_grpc.GRPC_GENERATED_VERSION:
+        pytest.skip(
+            f"grpcio-tools {tools} writes other text than {lookup_pb2_grpc.GRPC_GENERATED_VERSION}"
+            " did: only the descriptor is compared (run `make protos` to move on)"
+        )
     _protoc(
         tmp_path,
         f"--python_out={tmp_path}",
