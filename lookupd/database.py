@@ -322,11 +322,6 @@ class Database:
         self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
     ) -> LookupResult:
         labels = np.empty(status.shape[0], dtype=np.uint16)
-        if self.mark_reserved:
-            # One more pass over the two tiny reserved tables, on a copy of the parser's
-            # status (lookup_many rewrites it), before the data pass rewrites ``status``.
-            in_reserved = np.empty(status.shape[0], dtype=np.uint16)
-            reserved.reserved_labels(keys, status.copy(), in_reserved)
         _search.lookup_many(
             self.v4.starts,  # type: ignore[arg-type]
             self.v4.jump,
@@ -339,7 +334,12 @@ class Database:
             labels,
         )
         if self.mark_reserved:
-            _mark_reserved(in_reserved, status, labels)
+            # One more search pass, over the small reserved table of 128-bit keys. An
+            # invalid item's key is (0, 0), '::', which is reserved: status >> 1 is 1 only
+            # for INVALID_ADDRESS (2), so those keep their status.
+            flags = reserved.reserved_flags(keys)
+            flags &= 1 ^ (status >> 1)
+            _mark_reserved(flags, status, labels)
         return LookupResult(
             labels, status, self.label_names, self._countries, self._subdivisions, _keys=keys
         )

@@ -220,6 +220,43 @@ SEGMENT_RESERVED_V6: npt.NDArray[np.bool_] = TABLE_V6.labels == _RESERVED
 SEGMENT_FLAGS_V4: npt.NDArray[np.uint8] = SEGMENT_RESERVED_V4.astype(np.uint8)
 
 
+def _build_keys() -> RangeTable:
+    """Paint both lists into one table over 128-bit keys, IPv4 at ``::ffff:a.b.c.d``.
+
+    No IPv6 block overlaps ``::ffff:0:0/96`` (the registry's own entry for it is left out:
+    IPv4 answers there), so a single ``find_many_v6`` pass classifies any batch of keys,
+    IPv4-mapped or not, without splitting it by family.
+    """
+    starts, ends, labels = [], [], []
+    for blocks, offset in ((IPV4_BLOCKS, IPV4_MAPPED_PREFIX), (IPV6_BLOCKS, 0)):
+        for block in blocks:
+            network = ipaddress.ip_network(block.network)
+            starts.append(offset | int(network.network_address))
+            ends.append(offset | int(network.broadcast_address))
+            labels.append(_RESERVED if block.reserved else 0)
+    return build_table(6, starts, ends, labels)
+
+
+TABLE_KEYS = _build_keys()
+"""Reserved space over 128-bit keys (IPv4-mapped and IPv6 together): label 1 reserved."""
+_STARTS_KEYS: npt.NDArray[np.uint64] = TABLE_KEYS.starts  # type: ignore[assignment]
+# Per segment of TABLE_KEYS: 1 if reserved, else 0.
+SEGMENT_FLAGS_KEYS: npt.NDArray[np.uint8] = (TABLE_KEYS.labels == _RESERVED).astype(np.uint8)
+
+
+def reserved_flags(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """Return 1 for each reserved key, 0 for the others: one search-core pass.
+
+    Args:
+        keys: C-contiguous ``uint64`` array of shape (n, 2), 128-bit keys as (high, low),
+            IPv4 as ``::ffff:a.b.c.d``.
+    """
+    index = np.empty(keys.shape[0], dtype=np.int32)
+    _search.find_many_v6(_STARTS_KEYS, TABLE_KEYS.jump, keys, index)
+    flags: npt.NDArray[np.uint8] = SEGMENT_FLAGS_KEYS[index]
+    return flags
+
+
 def _prefix_flags(version: int) -> bytes:
     """Classify each /16 (the top 16 bits of the family's space) for single-address checks.
 
@@ -255,33 +292,6 @@ PREFIX_FLAGS_V6 = _prefix_flags(6)
 """Per IPv6 /16 (``key >> 112``): 0 none reserved, 1 all reserved, 2 mixed."""
 
 
-def reserved_labels(
-    keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8], out: npt.NDArray[np.uint16]
-) -> None:
-    """Write 1 into ``out`` for each reserved key, 0 for the others and for invalid items.
-
-    One pass of the search core over the two small tables (``lookup_many``): IPv4-mapped
-    keys are checked against the IPv4 list, the rest against the IPv6 list.
-
-    Args:
-        keys: C-contiguous ``uint64`` array of shape (n, 2), 128-bit keys as (high, low).
-        status: per item, ``Status.OK`` for the items to check; anything else gets 0.
-            Overwritten (``lookup_many`` marks the non-reserved items ``NOT_FOUND``).
-        out: writable ``uint16`` array of length n.
-    """
-    _search.lookup_many(
-        _STARTS_V4,
-        TABLE_V4.jump,
-        TABLE_V4.labels,
-        _STARTS_V6,
-        TABLE_V6.jump,
-        TABLE_V6.labels,
-        keys,
-        status,
-        out,
-    )
-
-
 def reserved_mask(keys: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     """Return, per 128-bit key, whether it lies in a reserved block.
 
@@ -297,10 +307,7 @@ def reserved_mask(keys: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     if array.ndim != 2 or array.shape[1] != 2:
         msg = f"keys must have shape (n, 2), not {array.shape}"
         raise ValueError(msg)
-    n = array.shape[0]
-    out = np.empty(n, dtype=np.uint16)
-    reserved_labels(array, np.zeros(n, dtype=np.uint8), out)
-    mask: npt.NDArray[np.bool_] = out == _RESERVED
+    mask: npt.NDArray[np.bool_] = reserved_flags(array).view(np.bool_)
     return mask
 
 
