@@ -207,8 +207,10 @@ def _packed_requests(ipv4: bytes, ipv6: bytes, chunk_size: int) -> list[pb.Packe
     ]
 
 
-def _pack(addresses: Addresses, version: int | None) -> tuple[bytes, bytes, _Plan] | None:
-    """Pack arrays and buffers (always) or text (when the C parser is present).
+def _pack(
+    addresses: Addresses, version: int | None, *, text_ok: bool = True
+) -> tuple[bytes, bytes, _Plan] | None:
+    """Pack arrays and buffers (always) or text (with the C parser, or when ``not text_ok``).
 
     Returns:
         IPv4 bytes, IPv6 bytes and the plan (without requests); None to send text.
@@ -250,7 +252,7 @@ def _pack(addresses: Addresses, version: int | None) -> tuple[bytes, bytes, _Pla
     if isinstance(addresses, str):
         msg = "lookup() takes a batch: a list of addresses, not one str"
         raise TypeError(msg)
-    if _parse.CORE != "c":
+    if _parse.CORE != "c" and text_ok:
         return None  # parsing in pure Python costs more than the text RPC saves
     items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
     keys = np.empty((len(items), 2), dtype=np.uint64)
@@ -456,8 +458,8 @@ class Client:
         """Look batches up over one StreamLookup stream; yield each batch's answers in order.
 
         Batches are sent as they are read from ``batches`` (which may be a generator), while
-        earlier answers are still coming back. Each must be packable (arrays, bytes with
-        ``version``, or text with the compiled parser) and at most ``chunk_size`` addresses.
+        earlier answers are still coming back. Text batches are parsed on the client (streams
+        are packed only); each batch holds at most ``chunk_size`` addresses.
 
         Raises:
             ServerError: the stream failed.
@@ -466,10 +468,8 @@ class Client:
 
         def requests() -> Iterator[pb.PackedLookupRequest]:
             for batch in batches:
-                packed = _pack(batch, version)
-                if packed is None:
-                    msg = "stream() needs the compiled parser for text batches"
-                    raise TypeError(msg)
+                packed = _pack(batch, version, text_ok=False)
+                assert packed is not None  # text_ok=False always packs
                 ipv4, ipv6, plan = packed
                 if plan.size > self.chunk_size:
                     msg = f"a stream batch of {plan.size} addresses is over chunk_size"
@@ -609,10 +609,8 @@ class AsyncClient:
         plans: collections.deque[_Plan] = collections.deque()
         requests = []
         for batch in batches:
-            packed = _pack(batch, version)
-            if packed is None:
-                msg = "stream() needs the compiled parser for text batches"
-                raise TypeError(msg)
+            packed = _pack(batch, version, text_ok=False)
+            assert packed is not None  # text_ok=False always packs
             ipv4, ipv6, plan = packed
             plans.append(plan)
             requests.append(pb.PackedLookupRequest(ipv4=ipv4, ipv6=ipv6))
