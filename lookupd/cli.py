@@ -44,7 +44,7 @@ _LOGGER = logging.getLogger("lookupd")
 # Data metadata keys `lookupd version` prints, and how it names them.
 _VERSION_FIELDS = {
     "name": "data name",
-    "version": "data version",
+    "version": "data release",
     "date": "data date",
     "license": "data license",
     "data_version": "data version id",
