@@ -11,7 +11,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -89,21 +89,24 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
 
     def Lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupResponse:
         """Answer a batch of text addresses."""
+        return pb.LookupResponse.FromString(self.lookup_encoded(request, context))
+
+    def lookup_encoded(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> bytes:
+        """Answer a batch of text addresses with the serialized response.
+
+        What the server registers for ``Lookup`` (with a pass-through serializer): the
+        answer is encoded from per-label tables, not built as a message (see
+        :meth:`Answerer.lookup_text_encoded`).
+        """
         answerer = self._current(context)
         try:
-            countries, status, subdivisions = answerer.lookup_text(
+            return answerer.lookup_text_encoded(
                 request.addresses,
                 subdivisions=request.include_subdivisions,
                 keep_going=context.is_active,
             )
         except Exception as exc:  # every failure ends the call with a status
             _abort(context, exc)
-        return pb.LookupResponse(
-            countries=countries,
-            status=status,  # type: ignore[arg-type]  # Status numbers; the stub wants the enum
-            data_version=answerer.version_message(),
-            subdivisions=subdivisions,
-        )
 
     def LookupPacked(
         self, request: pb.PackedLookupRequest, context: grpc.ServicerContext
@@ -207,10 +210,7 @@ class LookupServer:
         )
         # 2. Add the servicers: lookup, health (NOT_SERVING until loaded), reflection.
         self.servicer = LookupServicer(max_message_bytes=self.config.max_message_bytes)
-        # protoc's grpc module is untyped.
-        lookup_pb2_grpc.add_LookupServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self.servicer, self._server
-        )
+        _add_lookup_service(self.servicer, self._server)
         self.health = health.HealthServicer()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -259,6 +259,45 @@ class LookupServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop(0)
+
+
+def _pass_through(response: bytes) -> bytes:
+    return response
+
+
+def _add_lookup_service(servicer: LookupServicer, server: grpc.Server) -> None:
+    """Register the servicer as protoc's ``add_LookupServiceServicer_to_server`` would, but
+    with ``Lookup`` answered by :meth:`LookupServicer.lookup_encoded` (already serialized).
+    """
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Lookup": grpc.unary_unary_rpc_method_handler(
+            servicer.lookup_encoded,
+            request_deserializer=pb.LookupRequest.FromString,
+            response_serializer=_pass_through,
+        ),
+        "LookupPacked": grpc.unary_unary_rpc_method_handler(
+            servicer.LookupPacked,
+            request_deserializer=pb.PackedLookupRequest.FromString,
+            response_serializer=pb.PackedLookupResponse.SerializeToString,
+        ),
+        "StreamLookup": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamLookup,
+            request_deserializer=pb.PackedLookupRequest.FromString,
+            response_serializer=pb.PackedLookupResponse.SerializeToString,
+        ),
+        "CheckRegion": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckRegion,
+            request_deserializer=pb.CheckRegionRequest.FromString,
+            response_serializer=pb.CheckRegionResponse.SerializeToString,
+        ),
+        "GetInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetInfo,
+            request_deserializer=pb.GetInfoRequest.FromString,
+            response_serializer=pb.GetInfoResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def _bind(server: grpc.Server, host: str, port: int) -> tuple[str, int]:

@@ -22,7 +22,7 @@ import lookupd
 from lookupd import _parse, _search
 from lookupd._constants import Status
 from lookupd.database import Database, LookupResult
-from lookupd.errors import LookupdError
+from lookupd.errors import InvalidAddressError, LookupdError
 from lookupd.iso3166 import split_label
 from lookupd.merge import Tables
 from lookupd.v1 import lookup_pb2 as pb
@@ -43,6 +43,15 @@ _V4_BYTES = 4
 _V6_BYTES = 16
 # The snapshot format's page size: non-snapshot data gets the id its snapshot would have.
 _PAGE_BYTES = 4096
+# Text requests of at most this many addresses (without subdivisions) are answered with
+# Database.lookup_one per address (about 0.3 us each) instead of one Database.lookup
+# (about 12 us of fixed numpy and argument costs even for one address).
+SCALAR_MOST = 8
+# lookupd.v1.LookupResponse field tags (field number << 3 | wire type 2, length-delimited).
+_TAG_COUNTRIES = 1 << 3 | 2
+_TAG_STATUS = 2 << 3 | 2  # packed repeated enum
+_TAG_DATA_VERSION = 3 << 3 | 2
+_TAG_SUBDIVISIONS = 4 << 3 | 2
 
 
 class RequestError(LookupdError):
@@ -76,6 +85,26 @@ PROTO_TO_STATUS = np.full(256, 255, dtype=np.uint8)
 PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
     int(member) for member in Status
 ]
+# Every lookupd.v1.Status number is below 128, a one-byte varint, so
+# STATUS_TO_PROTO[status].tobytes() is the packed field's payload.
+if int(STATUS_TO_PROTO.max()) >= 0x80:  # pragma: no cover
+    raise AssertionError("a lookupd.v1.Status number needs a two-byte varint")
+_STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
+
+
+def _varint(value: int) -> bytes:
+    """Return ``value`` (>= 0) as a protobuf varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """Return a length-delimited protobuf field (``tag`` below 128) holding ``payload``."""
+    return bytes([tag]) + _varint(len(payload)) + payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +196,21 @@ class Answerer:
     """Per label: the country as ``str``; ``""`` for label 0."""
     subdivisions: npt.NDArray[np.object_] = field(init=False, repr=False)
     """Per label: the ISO 3166-2 subdivision as ``str``; ``""`` where none."""
+    version_bytes: bytes = field(init=False, repr=False)
+    """The ``LookupResponse.data_version`` field, serialized once."""
+    _country_fields: npt.NDArray[np.object_] = field(init=False, repr=False)
+    """Per label: its ``LookupResponse.countries`` element, serialized (tag, length, text)."""
+    _country_words: npt.NDArray[np.uint32] | None = field(init=False, repr=False)
+    """Where every element is 2 or 4 bytes (two-letter countries, and "" for label 0): per
+    label, the element as 4 bytes (zero padded), so a ``uint32`` gather and one mask
+    serialize 10,000 countries in ~50 us (a ``bytes.join`` took 160, protobuf's own
+    repeated-string field 150 plus 60 for the list of ``str``); else None."""
+    _country_full: npt.NDArray[np.bool_] = field(init=False, repr=False)
+    """Per label: whether its element is 4 bytes (else 2)."""
+    _subdivision_fields: npt.NDArray[np.object_] = field(init=False, repr=False)
+    """Per label: its ``LookupResponse.subdivisions`` element, serialized."""
+    _field_by_country: dict[str, bytes] = field(init=False, repr=False)
+    """Country text -> its serialized ``countries`` element, for labelled countries."""
 
     def __post_init__(self) -> None:
         codes, texts = _country_tables(self.db.label_names)
@@ -174,6 +218,30 @@ class Answerer:
         object.__setattr__(self, "codes", np.frombuffer(codes.tobytes(), dtype=np.uint16))
         object.__setattr__(self, "countries", np.array(texts, dtype=object))
         object.__setattr__(self, "subdivisions", np.array(subdivisions, dtype=object))
+        version = pb.DataVersion(id=self.version.id, built_at=self.version.built_at)
+        object.__setattr__(
+            self, "version_bytes", _field(_TAG_DATA_VERSION, version.SerializeToString())
+        )
+        fields = [_field(_TAG_COUNTRIES, text.encode()) for text in texts]
+        array = np.empty(len(fields), dtype=object)
+        array[:] = fields
+        object.__setattr__(self, "_country_fields", array)
+        words: npt.NDArray[np.uint32] | None = None
+        if all(len(item) in (2, 4) for item in fields):
+            padded = b"".join(item.ljust(4, b"\0") for item in fields)
+            words = np.frombuffer(padded, dtype=np.uint32)
+        object.__setattr__(self, "_country_words", words)
+        object.__setattr__(
+            self, "_country_full", np.array([len(item) == 4 for item in fields], dtype=bool)
+        )
+        subs = np.empty(len(subdivisions), dtype=object)
+        subs[:] = [_field(_TAG_SUBDIVISIONS, text.encode()) for text in subdivisions]
+        object.__setattr__(self, "_subdivision_fields", subs)
+        object.__setattr__(
+            self,
+            "_field_by_country",
+            {text: item for text, item in zip(texts[1:], fields[1:], strict=True) if text},
+        )
 
     @classmethod
     def load(
@@ -235,6 +303,80 @@ class Answerer:
             if subdivisions:
                 subs += self.subdivisions[labels].tolist()
         return countries, status, subs
+
+    def lookup_text_encoded(
+        self,
+        addresses: Sequence[str],
+        *,
+        subdivisions: bool = False,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> bytes:
+        """Answer addresses given as text, as a serialized ``lookupd.v1.LookupResponse``.
+
+        The same answer as :meth:`lookup_text` (and the data version), encoded from per-label
+        tables without a protobuf message: building one cost ~35 ns per address for the
+        countries and ~20 for the statuses, more than the lookup itself.
+
+        Raises:
+            BadRequestError: the batch is over the limit.
+            CallAbandonedError: ``keep_going`` said stop between chunks.
+        """
+        self.check_batch(len(addresses))
+        items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
+        if len(items) <= SCALAR_MOST and not subdivisions:
+            encoded = self._scalar_encoded(items)
+            if encoded is not None:
+                return encoded
+        parts = []
+        labels_parts = []
+        status_parts = []
+        for start in range(0, len(items), CHUNK_ADDRESSES):
+            if start and keep_going is not None and not keep_going():
+                raise CallAbandonedError("the caller stopped waiting")
+            result = self.db.lookup(items[start : start + CHUNK_ADDRESSES])
+            labels_parts.append(result.labels)
+            status_parts.append(result.status)
+        if not labels_parts:
+            return self.version_bytes
+        labels = labels_parts[0] if len(labels_parts) == 1 else np.concatenate(labels_parts)
+        status = status_parts[0] if len(status_parts) == 1 else np.concatenate(status_parts)
+        words = self._country_words
+        if words is None:
+            parts.append(b"".join(self._country_fields[labels].tolist()))
+        else:
+            halves = words[labels].view(np.uint16)
+            keep = np.ones(halves.shape[0], dtype=bool)
+            keep[1::2] = self._country_full[labels]
+            parts.append(halves[keep].tobytes())
+        parts.append(_field(_TAG_STATUS, STATUS_TO_PROTO[status].tobytes()))
+        parts.append(self.version_bytes)
+        if subdivisions:
+            parts.append(b"".join(self._subdivision_fields[labels].tolist()))
+        return b"".join(parts)
+
+    def _scalar_encoded(self, items: Sequence[str]) -> bytes | None:
+        """Encode a small all-OK answer with one ``lookup_one`` per address; None otherwise.
+
+        Any address without a country (invalid, reserved, not found) returns None, and the
+        caller answers the batch the ordinary way, which tells those statuses apart.
+        """
+        lookup_one = self.db.lookup_one
+        by_country = self._field_by_country
+        fields = []
+        for item in items:
+            if type(item) is not str:
+                return None
+            try:
+                country = lookup_one(item)
+            except (InvalidAddressError, ValueError):
+                return None
+            encoded = by_country.get(country) if country else None
+            if encoded is None:
+                return None
+            fields.append(encoded)
+        fields.append(_field(_TAG_STATUS, _STATUS_OK_BYTE * len(items)))
+        fields.append(self.version_bytes)
+        return b"".join(fields)
 
     def lookup_packed(
         self,

@@ -669,3 +669,60 @@ def test_odd_labels_get_a_documented_packed_code() -> None:
     codes, texts = _country_tables(["", "US", "UA-43", "EUR", "É1"])
     assert codes.tolist() == [b"--", b"US", b"UA", b"??", b"??"]
     assert texts == ["", "US", "UA", "EUR", "É1"]
+
+
+def _message_answer(answerer: Answerer, addresses: list[str], subs: bool) -> pb.LookupResponse:
+    """The text answer built as a protobuf message from :meth:`Answerer.lookup_text`."""
+    countries, status, subdivisions = answerer.lookup_text(addresses, subdivisions=subs)
+    return pb.LookupResponse(
+        countries=countries,
+        status=status,  # type: ignore[arg-type]
+        data_version=answerer.version_message(),
+        subdivisions=subdivisions,
+    )
+
+
+_MIXED = [_OK_V4, _OK_V6, "::ffff:1.1.1.1", *_NOT_FOUND, *_RESERVED, *_INVALID]
+
+
+@pytest.mark.parametrize("subs", [False, True])
+def test_encoded_text_answer_equals_the_message(
+    answerer: Answerer, real: tuple[list[str], Any], subs: bool
+) -> None:
+    addresses = real[0]
+    # Small batches (the lookup_one path, and its fallback) and chunked ones.
+    batches = [[], [_OK_V4], [_OK_V4, _OK_V6], _MIXED, addresses[:10_000]]
+    batches += [[item] for item in _MIXED] + [[_OK_V4, item] for item in _MIXED]
+    batches.append((addresses * 2)[: CHUNK_ADDRESSES + 7])
+    for batch in batches:
+        encoded = answerer.lookup_text_encoded(batch, subdivisions=subs)
+        assert pb.LookupResponse.FromString(encoded) == _message_answer(answerer, batch, subs)
+
+
+def test_encoded_text_answer_with_odd_and_subdivision_labels() -> None:
+    for db in (_subdivision_db(), Database(*_subdivision_db_tables(["", "UA", "EUR", "É1"]))):
+        answerer = Answerer.load(db)
+        batch = ["1.0.0.1", "1.0.1.1", "1.0.2.1", "1.0.3.1", "1.0.4.1", "x", "9.9.9.9"]
+        for subs in (False, True):
+            for part in (batch, batch[:1], batch[1:3], batch[2:3], batch[3:4]):
+                encoded = answerer.lookup_text_encoded(part, subdivisions=subs)
+                assert pb.LookupResponse.FromString(encoded) == _message_answer(
+                    answerer, part, subs
+                )
+
+
+def _subdivision_db_tables(names: list[str]) -> tuple[RangeTable, RangeTable, list[str]]:
+    starts = [0, 0x0100_0000, 0x0100_0100, 0x0100_0200, 0x0100_0300]
+    v4 = RangeTable.from_arrays(
+        4, np.array(starts, dtype=np.uint32), np.array([0, 1, 2, 3, 0], dtype=np.uint16)
+    )
+    v6 = RangeTable.from_arrays(6, np.zeros((1, 2), dtype=np.uint64), np.zeros(1, np.uint16))
+    return v4, v6, names
+
+
+def test_encoded_text_answer_stops_between_chunks(answerer: Answerer) -> None:
+    big = [_OK_V4] * (CHUNK_ADDRESSES + 1)
+    with pytest.raises(CallAbandonedError):
+        answerer.lookup_text_encoded(big, keep_going=lambda: False)
+    with pytest.raises(BadRequestError):
+        Answerer.load(answerer.db, max_batch=2).lookup_text_encoded([_OK_V4] * 3)
