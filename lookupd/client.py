@@ -23,7 +23,7 @@ import asyncio
 import collections
 import itertools
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
@@ -338,7 +338,37 @@ def _server_error(error: grpc.RpcError) -> ServerError:
 # The clients
 
 
-class Client:
+class _Connected:
+    """What both clients hold: their settings, channels and stubs."""
+
+    def __init__(
+        self,
+        target: str,
+        channels: int,
+        chunk_size: int,
+        in_flight: int,
+        timeout_s: float | None,
+        open_channel: Callable[..., Any],
+    ) -> None:
+        if channels < 1 or chunk_size < 1 or in_flight < 1:
+            msg = "channels, chunk_size and in_flight must be at least 1"
+            raise ValueError(msg)
+        self.target = target
+        self.chunk_size = chunk_size
+        self.timeout_s = timeout_s
+        self._in_flight = in_flight * channels
+        self._channels: list[Any] = [
+            open_channel(target, options=_channel_options(channels)) for _ in range(channels)
+        ]
+        # protoc's grpc module is untyped: the stubs' attributes are Any.
+        self._stubs: list[Any] = [
+            lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
+            for channel in self._channels
+        ]
+        self._next = itertools.cycle(range(channels))
+
+
+class Client(_Connected):
     """A blocking client of a lookupd server. Thread-safe; close it (or use ``with``).
 
     Args:
@@ -360,23 +390,7 @@ class Client:
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
-        if channels < 1 or chunk_size < 1 or in_flight < 1:
-            msg = "channels, chunk_size and in_flight must be at least 1"
-            raise ValueError(msg)
-        self.target = target
-        self.chunk_size = chunk_size
-        self.timeout_s = timeout_s
-        self._in_flight = in_flight * channels
-        self._channels = [
-            grpc.insecure_channel(target, options=_channel_options(channels))
-            for _ in range(channels)
-        ]
-        # protoc's grpc module is untyped: the stubs' attributes are Any.
-        self._stubs: list[Any] = [
-            lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
-            for channel in self._channels
-        ]
-        self._next = itertools.cycle(range(channels))
+        super().__init__(target, channels, chunk_size, in_flight, timeout_s, grpc.insecure_channel)
         self._lock = threading.Lock()
 
     def _stub(self) -> Any:
@@ -521,7 +535,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Connected):
     """An asyncio client of a lookupd server (``grpc.aio``); same methods as :class:`Client`.
 
     Create and use it inside one running event loop; close it with ``await close()`` or
@@ -537,22 +551,9 @@ class AsyncClient:
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
-        if channels < 1 or chunk_size < 1 or in_flight < 1:
-            msg = "channels, chunk_size and in_flight must be at least 1"
-            raise ValueError(msg)
-        self.target = target
-        self.chunk_size = chunk_size
-        self.timeout_s = timeout_s
-        self._in_flight = in_flight * channels
-        self._channels = [
-            grpc.aio.insecure_channel(target, options=_channel_options(channels))
-            for _ in range(channels)
-        ]
-        self._stubs: list[Any] = [
-            lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
-            for channel in self._channels
-        ]
-        self._next = itertools.cycle(range(channels))
+        super().__init__(
+            target, channels, chunk_size, in_flight, timeout_s, grpc.aio.insecure_channel
+        )
 
     async def lookup(
         self,
