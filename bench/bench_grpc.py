@@ -12,6 +12,10 @@ One server process at a time, clients in other processes (spawned), on 127.0.0.1
 - ``naive``: the text RPC answered with the ``maxminddb`` C reader, one ``get`` per address
   (on the ``.mmdb`` of the same data, from ``tests/data``).
 
+With ``--baseline DIR`` (a checkout of another lookupd version, e.g. a ``git worktree``
+with its compiled cores), a ``baseline`` server runs that version's ``LookupServer`` too,
+alternating with the others: before/after figures from the same run.
+
 Measured, alternating lookupd and echo round by round (the best round is reported):
 single-address unary latency (p50/p99, one client, one call at a time), then addresses/s
 for batches of 1, 100, 1,000 and 10,000, text and packed, unary (two client processes,
@@ -129,7 +133,7 @@ def _serve(kind: str, port_file: str, mmdb: str) -> None:
     from lookupd.service import Answerer
     from lookupd.v1 import lookup_pb2_grpc
 
-    if kind == "lookupd":
+    if kind in ("lookupd", "baseline"):
         import lookupd
 
         server = LookupServer(ServerConfig(host="127.0.0.1", port=0, threads=_THREADS)).start()
@@ -150,12 +154,16 @@ def _serve(kind: str, port_file: str, mmdb: str) -> None:
 
 
 class _Server:
-    def __init__(self, kind: str, mmdb: str) -> None:
+    def __init__(self, kind: str, mmdb: str, baseline: str | None = None) -> None:
         self.kind = kind
+        env = dict(os.environ)
+        if kind == "baseline" and baseline:
+            env["PYTHONPATH"] = baseline
         self._dir = tempfile.mkdtemp()
         port_file = os.path.join(self._dir, "port")
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, "--port-file", port_file, "--mmdb", mmdb]
+            [sys.executable, __file__, "--serve", kind, "--port-file", port_file, "--mmdb", mmdb],
+            env=env,
         )
         deadline = time.monotonic() + 60
         while not os.path.exists(port_file):
@@ -290,6 +298,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="alternations lookupd/echo")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--baseline", help="checkout of another lookupd to measure alongside")
     args = parser.parse_args()
     if args.serve:
         _serve(args.serve, args.port_file, args.mmdb)
@@ -303,8 +312,9 @@ def main() -> None:
     scenarios = [(mode, batch) for mode in ("text", "packed", "stream") for batch in BATCHES]
     with concurrent.futures.ProcessPoolExecutor(_CLIENTS, mp_context=context) as pool:
         for round_number in range(args.rounds):
-            for kind in ("echo", "lookupd") if round_number % 2 == 0 else ("lookupd", "echo"):
-                server = _Server(kind, mmdb)
+            kinds = ("echo", "lookupd", "baseline") if args.baseline else ("echo", "lookupd")
+            for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
+                server = _Server(kind, mmdb, args.baseline)
                 try:
                     times = np.array(pool.submit(_latency, server.target).result()) * 1e3
                     p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
@@ -340,23 +350,28 @@ def _report(results: dict[str, Any]) -> None:
     for kind, (p50, p99) in results["latency_ms"].items():
         print(f"| {kind} | {p50:.3f} | {p99:.3f} |")
     print()
-    print("| addresses/s | batch | lookupd | echo | lookupd / echo |")
-    print("|---|---:|---:|---:|---:|")
     rates = results["rates"]
+    base = "baseline text 1" in rates
+    extra = " baseline | baseline / echo |" if base else ""
+    print("| addresses/s | batch | lookupd | echo | lookupd / echo |" + extra)
+    print("|---|---:|---:|---:|---:|" + ("---:|---:|" if base else ""))
     for mode in ("text", "packed", "stream"):
         for batch in BATCHES:
             ours, echo = rates[f"lookupd {mode} {batch}"], rates[f"echo {mode} {batch}"]
             label = {"text": "text unary", "packed": "packed unary", "stream": "packed stream"}
-            print(
-                f"| {label[mode]} | {batch:,} | {_fmt(ours)} | {_fmt(echo)} | {ours / echo:.0%} |"
-            )
+            row = f"| {label[mode]} | {batch:,} | {_fmt(ours)} | {_fmt(echo)} | {ours / echo:.0%} |"
+            if base:
+                theirs = rates[f"baseline {mode} {batch}"]
+                row += f" {_fmt(theirs)} | {theirs / echo:.0%} |"
+            print(row)
     naive = rates["naive text 10000"]
-    ours = rates["lookupd text 10000"]
     print()
-    print(
-        f"naive maxminddb server, text batch 10,000: {_fmt(naive)} addresses/s; "
-        f"lookupd {_fmt(ours)} = {ours / naive:.1f}x"
-    )
+    for kind in ("lookupd", "baseline") if base else ("lookupd",):
+        ours = rates[f"{kind} text 10000"]
+        print(
+            f"naive maxminddb server, text batch 10,000: {_fmt(naive)} addresses/s; "
+            f"{kind} {_fmt(ours)} = {ours / naive:.1f}x"
+        )
 
 
 if __name__ == "__main__":
