@@ -265,37 +265,33 @@ def _pass_through(response: bytes) -> bytes:
     return response
 
 
+# grpc's handler factory for each (client streams, server streams) shape of an RPC.
+_HANDLER_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
 def _add_lookup_service(servicer: LookupServicer, server: grpc.Server) -> None:
     """Register the servicer as protoc's ``add_LookupServiceServicer_to_server`` would, but
     with ``Lookup`` answered by :meth:`LookupServicer.lookup_encoded` (already serialized).
+
+    The handlers are derived from the proto's service descriptor, so a new RPC needs no
+    change here, only its servicer method.
     """
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        "Lookup": grpc.unary_unary_rpc_method_handler(
-            servicer.lookup_encoded,
-            request_deserializer=pb.LookupRequest.FromString,
-            response_serializer=_pass_through,
-        ),
-        "LookupPacked": grpc.unary_unary_rpc_method_handler(
-            servicer.LookupPacked,
-            request_deserializer=pb.PackedLookupRequest.FromString,
-            response_serializer=pb.PackedLookupResponse.SerializeToString,
-        ),
-        "StreamLookup": grpc.stream_stream_rpc_method_handler(
-            servicer.StreamLookup,
-            request_deserializer=pb.PackedLookupRequest.FromString,
-            response_serializer=pb.PackedLookupResponse.SerializeToString,
-        ),
-        "CheckRegion": grpc.unary_unary_rpc_method_handler(
-            servicer.CheckRegion,
-            request_deserializer=pb.CheckRegionRequest.FromString,
-            response_serializer=pb.CheckRegionResponse.SerializeToString,
-        ),
-        "GetInfo": grpc.unary_unary_rpc_method_handler(
-            servicer.GetInfo,
-            request_deserializer=pb.GetInfoRequest.FromString,
-            response_serializer=pb.GetInfoResponse.SerializeToString,
-        ),
-    }
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in pb.DESCRIPTOR.services_by_name["LookupService"].methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        encoded = method.name == "Lookup"
+        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            servicer.lookup_encoded if encoded else getattr(servicer, method.name),
+            request_deserializer=request_type.FromString,
+            response_serializer=_pass_through if encoded else response_type.SerializeToString,
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
