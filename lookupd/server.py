@@ -11,7 +11,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +29,9 @@ from lookupd.service import (
 )
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
+
+if TYPE_CHECKING:
+    from lookupd.tls import ServerTLS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class ServerConfig:
     """Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED."""
     grace_s: float = DEFAULT_GRACE_S
     """On stop, how long calls in flight may take to finish before they are cancelled."""
+    tls: ServerTLS | None = None
+    """Certificate, key and optional client CA (mTLS); None serves plaintext."""
 
 
 class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
@@ -228,7 +233,10 @@ class LookupServer:
             LookupdError: the address cannot be bound.
         """
         # 3. Bind.
-        self.address, self.port = _bind(self._server, self.config.host, self.config.port)
+        credentials = self.config.tls.credentials() if self.config.tls else None
+        self.address, self.port = _bind(
+            self._server, self.config.host, self.config.port, credentials
+        )
         # 4. Start.
         self._server.start()
         _LOGGER.info("listening on %s", self.address)
@@ -296,14 +304,22 @@ def _add_lookup_service(servicer: LookupServicer, server: grpc.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def _bind(server: grpc.Server, host: str, port: int) -> tuple[str, int]:
-    """Bind ``host:port``; ``[::]`` falls back to 0.0.0.0 where IPv6 is unavailable."""
+def _bind(
+    server: grpc.Server, host: str, port: int, credentials: grpc.ServerCredentials | None
+) -> tuple[str, int]:
+    """Bind ``host:port`` (with TLS if ``credentials``); ``[::]`` falls back to 0.0.0.0
+    where IPv6 is unavailable."""
     hosts = [host, "0.0.0.0"] if host in ("[::]", "::") else [host]
     problem = ""
     for candidate in hosts:
         name = f"[{candidate}]" if ":" in candidate and not candidate.startswith("[") else candidate
         try:
-            bound = server.add_insecure_port(f"{name}:{port}")
+            address = f"{name}:{port}"
+            bound = (
+                server.add_secure_port(address, credentials)
+                if credentials is not None
+                else server.add_insecure_port(address)
+            )
         except RuntimeError as exc:  # grpcio raises where older versions returned 0
             problem = str(exc)
             continue
