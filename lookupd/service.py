@@ -8,8 +8,10 @@ per address.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -90,6 +92,9 @@ PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
 if int(STATUS_TO_PROTO.max()) >= 0x80:  # pragma: no cover
     raise AssertionError("a lookupd.v1.Status number needs a two-byte varint")
 _STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
+# The statuses of a small all-OK batch (read-only: shared by every call).
+_ALL_OK = np.full(SCALAR_MOST, Status.OK, dtype=np.uint8)
+_ALL_OK.flags.writeable = False
 
 
 def _varint(value: int) -> bytes:
@@ -188,6 +193,8 @@ class Answerer:
     """The policies as loaded (names, descriptions, file version)."""
     max_batch: int = DEFAULT_MAX_BATCH
     """Most addresses one request may hold."""
+    loaded_at: str = ""
+    """When :meth:`load` built it: ISO 8601 in UTC."""
     codes: npt.NDArray[np.uint16] = field(init=False, repr=False)
     """Per label: the country's two ASCII bytes, as one native ``uint16`` (``--`` for label
     0); ``codes[labels].tobytes()`` is the packed answer. Indexing ``uint16`` is 5x faster
@@ -253,7 +260,8 @@ class Answerer:
     ) -> Answerer:
         """Compile ``policy_set`` against ``db`` and build the answer tables."""
         policies = policy_set.compile(db) if policy_set is not None else None
-        return cls(db, data_version_of(db), policies, policy_set, max_batch)
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return cls(db, data_version_of(db), policies, policy_set, max_batch, now)
 
     # -----------------------------------------------------------------------------------
     # requests
@@ -321,12 +329,24 @@ class Answerer:
             BadRequestError: the batch is over the limit.
             CallAbandonedError: ``keep_going`` said stop between chunks.
         """
+        return self.lookup_text_answer(addresses, subdivisions=subdivisions, keep_going=keep_going)[
+            0
+        ]
+
+    def lookup_text_answer(
+        self,
+        addresses: Sequence[str],
+        *,
+        subdivisions: bool = False,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, npt.NDArray[np.uint8]]:
+        """:meth:`lookup_text_encoded`, and the per-item ``lookupd.Status`` (for metrics)."""
         self.check_batch(len(addresses))
         items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
         if len(items) <= SCALAR_MOST and not subdivisions:
             encoded = self._scalar_encoded(items)
             if encoded is not None:
-                return encoded
+                return encoded, _ALL_OK[: len(items)]
         parts = []
         labels_parts = []
         status_parts = []
@@ -337,7 +357,7 @@ class Answerer:
             labels_parts.append(result.labels)
             status_parts.append(result.status)
         if not labels_parts:
-            return self.version_bytes
+            return self.version_bytes, _ALL_OK[:0]
         labels = labels_parts[0] if len(labels_parts) == 1 else np.concatenate(labels_parts)
         status = status_parts[0] if len(status_parts) == 1 else np.concatenate(status_parts)
         words = self._country_words
@@ -352,7 +372,7 @@ class Answerer:
         parts.append(self.version_bytes)
         if subdivisions:
             parts.append(b"".join(self._subdivision_fields[labels].tolist()))
-        return b"".join(parts)
+        return b"".join(parts), status
 
     def _scalar_encoded(self, items: Sequence[str]) -> bytes | None:
         """Encode a small all-OK answer with one ``lookup_one`` per address; None otherwise.
@@ -428,12 +448,15 @@ class Answerer:
         addresses: Sequence[str],
         ipv4: bytes = b"",
         ipv6: bytes = b"",
+        *,
+        observe: Callable[[npt.NDArray[np.uint8], npt.NDArray[np.uint8]], None] | None = None,
     ) -> tuple[list[int], list[int], list[str]]:
         """Check addresses (text, then packed IPv4, then packed IPv6) against a policy.
 
         Returns:
             per address, in that order: the ``lookupd.v1.Verdict`` and ``Reason`` numbers
-            and the country ("" where none).
+            and the country ("" where none). ``observe`` (if given) is called with each
+            part's verdict and reason arrays as they are decided (for metrics).
 
         Raises:
             UnknownPolicyError: no policy of that name (the message lists the known ones).
@@ -457,6 +480,8 @@ class Answerer:
             parts.append(self.db.lookup(ipv6, version=6))
         for result in parts:
             decisions = self.policies.evaluate(policy, result)
+            if observe is not None:
+                observe(decisions.verdicts, decisions.reasons)
             verdicts += decisions.verdicts.tolist()
             reasons += decisions.reasons.tolist()
             countries += self.countries[result.labels].tolist()
@@ -498,6 +523,8 @@ class Answerer:
             search_core=_search.CORE,
             max_batch=self.max_batch,
             max_message_bytes=max_message_bytes,
+            process_id=os.getpid(),
+            loaded_at=self.loaded_at,
         )
 
     def version_message(self) -> pb.DataVersion:

@@ -506,6 +506,7 @@ def test_reflection_lists_the_services(running: _Running) -> None:
     names = {service.name for service in response.list_services_response.service}
     assert names == {
         "lookupd.v1.LookupService",
+        "lookupd.v1.AdminService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }

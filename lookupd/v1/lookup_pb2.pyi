@@ -175,7 +175,7 @@ class PolicyInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("data_version", "data_source", "sources", "counts", "has_subdivisions", "policies", "policy_version", "server_version", "search_core", "max_batch", "max_message_bytes")
+    __slots__ = ("data_version", "data_source", "sources", "counts", "has_subdivisions", "policies", "policy_version", "server_version", "search_core", "max_batch", "max_message_bytes", "process_id", "loaded_at")
     DATA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,8 @@ class GetInfoResponse(_message.Message):
     SEARCH_CORE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     data_version: DataVersion
     data_source: str
     sources: _containers.RepeatedCompositeFieldContainer[Source]
@@ -198,4 +200,22 @@ class GetInfoResponse(_message.Message):
     search_core: str
     max_batch: int
     max_message_bytes: int
-    def __init__(self, data_version: _Optional[_Union[DataVersion, _Mapping]] = ..., data_source: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., counts: _Optional[_Union[Counts, _Mapping]] = ..., has_subdivisions: _Optional[bool] = ..., policies: _Optional[_Iterable[_Union[PolicyInfo, _Mapping]]] = ..., policy_version: _Optional[str] = ..., server_version: _Optional[str] = ..., search_core: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    process_id: int
+    loaded_at: str
+    def __init__(self, data_version: _Optional[_Union[DataVersion, _Mapping]] = ..., data_source: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., counts: _Optional[_Union[Counts, _Mapping]] = ..., has_subdivisions: _Optional[bool] = ..., policies: _Optional[_Iterable[_Union[PolicyInfo, _Mapping]]] = ..., policy_version: _Optional[str] = ..., server_version: _Optional[str] = ..., search_core: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., process_id: _Optional[int] = ..., loaded_at: _Optional[str] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponse(_message.Message):
+    __slots__ = ("data_version", "policy_version", "data_changed", "policies_changed")
+    DATA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    data_version: DataVersion
+    policy_version: str
+    data_changed: bool
+    policies_changed: bool
+    def __init__(self, data_version: _Optional[_Union[DataVersion, _Mapping]] = ..., policy_version: _Optional[str] = ..., data_changed: _Optional[bool] = ..., policies_changed: _Optional[bool] = ...) -> None: ...

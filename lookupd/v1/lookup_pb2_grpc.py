@@ -280,3 +280,93 @@ class LookupService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminServiceStub:
+    """Operations that change a running server. Off unless the server is started with an admin
+    token file or with admin by mTLS (README, "Admin RPCs"): while off, every call fails with
+    PERMISSION_DENIED. A call without the token fails with UNAUTHENTICATED, one whose client
+    certificate is not allowed with PERMISSION_DENIED. Lookups never need this service.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Reload = channel.unary_unary(
+                '/lookupd.v1.AdminService/Reload',
+                request_serializer=lookupd_dot_v1_dot_lookup__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=lookupd_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """Operations that change a running server. Off unless the server is started with an admin
+    token file or with admin by mTLS (README, "Admin RPCs"): while off, every call fails with
+    PERMISSION_DENIED. A call without the token fails with UNAUTHENTICATED, one whose client
+    certificate is not allowed with PERMISSION_DENIED. Lookups never need this service.
+    """
+
+    def Reload(self, request, context):
+        """Load the data and policy files again now, and swap them in (calls in flight finish on
+        the version they started with). Answers once the process that took the call has
+        swapped; with several worker processes the others are told to reload too and do so
+        within moments. A reload that fails (a corrupt or half-written file, an invalid
+        policy) keeps the last good version serving and fails the call with
+        FAILED_PRECONDITION, its message naming the file and the problem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=lookupd_dot_v1_dot_lookup__pb2.ReloadRequest.FromString,
+                    response_serializer=lookupd_dot_v1_dot_lookup__pb2.ReloadResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lookupd.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lookupd.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """Operations that change a running server. Off unless the server is started with an admin
+    token file or with admin by mTLS (README, "Admin RPCs"): while off, every call fails with
+    PERMISSION_DENIED. A call without the token fails with UNAUTHENTICATED, one whose client
+    certificate is not allowed with PERMISSION_DENIED. Lookups never need this service.
+    """
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookupd.v1.AdminService/Reload',
+            lookupd_dot_v1_dot_lookup__pb2.ReloadRequest.SerializeToString,
+            lookupd_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
