@@ -118,13 +118,17 @@ def _build_parser() -> argparse.ArgumentParser:
             "with grpc.health.v1 health and server reflection). Each option can also be set "
             "by the environment variable named in its help; an option given here wins. "
             "SIGTERM or SIGINT stops the server: health goes NOT_SERVING, new calls are "
-            "refused and calls in flight get the grace period to finish."
+            "refused after the drain and calls in flight get the grace period to finish. "
+            "SIGHUP reloads the data and policy files (so does a change to them)."
         ),
     )
-    for flags, variable, _kind, text in _SERVE_OPTIONS:
-        serve.add_argument(
-            *flags, metavar=variable.removeprefix("LOOKUPD_"), help=f"{text} [{variable}]"
-        )
+    for setting in SERVE_SETTINGS:
+        text = f"{setting.help} (default: {setting.default}) [{setting.variable}]"
+        if setting.kind == "bool":
+            serve.add_argument(setting.flag, action="store_true", default=None, help=text)
+        else:
+            metavar = setting.variable.removeprefix("LOOKUPD_")
+            serve.add_argument(setting.flag, metavar=metavar, help=text)
     serve.set_defaults(run=_run_serve)
 
     version = commands.add_parser("version", help="print versions, cores and data source")
@@ -373,45 +377,155 @@ def _run_version(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 # serve
 
-# (flags, environment variable, type, help) of each `lookupd serve` setting.
-_SERVE_OPTIONS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
-    (("--host",), "LOOKUPD_HOST", "str", "address to listen on (default [::], all)"),
-    (("--port",), "LOOKUPD_PORT", "port", "port (default 50051; 0: any free port)"),
-    (("--db",), "LOOKUPD_DB", "str", "data file (default: the embedded data)"),
-    (("--policies",), "LOOKUPD_POLICIES", "str", "policy file (default: the example policies)"),
-    (("--max-batch",), "LOOKUPD_MAX_BATCH", "count", "most addresses per request (100000)"),
-    (("--threads",), "LOOKUPD_THREADS", "count", "server worker threads (default 8)"),
-    (("--grace",), "LOOKUPD_GRACE_S", "seconds", "seconds calls in flight get on stop (5)"),
-    (
-        ("--max-message-bytes",),
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One ``lookupd serve`` setting: a flag, an environment variable, a default."""
+
+    flag: str
+    variable: str
+    kind: str
+    """``str``, ``port``, ``count`` (>= 1), ``seconds`` (>= 0), ``bool``, or
+    ``choice:a,b``."""
+    default: str
+    """The default, as the README table shows it."""
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+SERVE_SETTINGS: tuple[Setting, ...] = (
+    Setting("--host", "LOOKUPD_HOST", "str", "[::]", "address to listen on ([::]: all)"),
+    Setting("--port", "LOOKUPD_PORT", "port", "50051", "gRPC port (0: any free port)"),
+    Setting("--db", "LOOKUPD_DB", "str", "embedded data", "data file: a snapshot or a source"),
+    Setting("--policies", "LOOKUPD_POLICIES", "str", "example policies", "policy file (YAML)"),
+    Setting(
+        "--workers",
+        "LOOKUPD_WORKERS",
+        "count",
+        "CPUs available",
+        "server processes sharing the port (CPUs of the affinity mask and cgroup quota)",
+    ),
+    Setting("--threads", "LOOKUPD_THREADS", "count", "8", "threads per process for unary calls"),
+    Setting(
+        "--max-streams",
+        "LOOKUPD_MAX_STREAMS",
+        "count",
+        "16",
+        "threads per process for StreamLookup streams (one per open stream)",
+    ),
+    Setting("--max-batch", "LOOKUPD_MAX_BATCH", "count", "100000", "most addresses per request"),
+    Setting(
+        "--max-message-bytes",
         "LOOKUPD_MAX_MESSAGE_BYTES",
         "count",
-        "largest request message accepted (default 8388608)",
+        "8388608",
+        "largest request message accepted",
     ),
-    (
-        ("--port-file",),
+    Setting(
+        "--drain",
+        "LOOKUPD_DRAIN_S",
+        "seconds",
+        "0",
+        "on stop, seconds to keep serving after health goes NOT_SERVING",
+    ),
+    Setting("--grace", "LOOKUPD_GRACE_S", "seconds", "5", "on stop, seconds calls in flight get"),
+    Setting(
+        "--watch-interval",
+        "LOOKUPD_WATCH_INTERVAL_S",
+        "seconds",
+        "2",
+        "seconds between checks for changed data and policy files (0: off)",
+    ),
+    Setting(
+        "--metrics-port",
+        "LOOKUPD_METRICS_PORT",
+        "port",
+        "off",
+        "serve Prometheus metrics on this port (/metrics)",
+    ),
+    Setting("--metrics-host", "LOOKUPD_METRICS_HOST", "str", "[::]", "address for metrics"),
+    Setting("--log-format", "LOOKUPD_LOG_FORMAT", "choice:kv,json", "kv", "log line format"),
+    Setting(
+        "--log-level",
+        "LOOKUPD_LOG_LEVEL",
+        "choice:debug,info,warning,error",
+        "info",
+        "least severe level logged",
+    ),
+    Setting("--tls-cert", "LOOKUPD_TLS_CERT", "str", "off", "server certificate (PEM): TLS"),
+    Setting("--tls-key", "LOOKUPD_TLS_KEY", "str", "off", "server private key (PEM)"),
+    Setting(
+        "--tls-client-ca",
+        "LOOKUPD_TLS_CLIENT_CA",
+        "str",
+        "off",
+        "CA (PEM) that must have signed client certificates: mTLS",
+    ),
+    Setting(
+        "--admin-token-file",
+        "LOOKUPD_ADMIN_TOKEN_FILE",
+        "str",
+        "off",
+        "enable admin RPCs for callers sending the token in this file",
+    ),
+    Setting(
+        "--admin-mtls",
+        "LOOKUPD_ADMIN_MTLS",
+        "bool",
+        "off",
+        "enable admin RPCs for callers with a verified client certificate",
+    ),
+    Setting(
+        "--admin-allow",
+        "LOOKUPD_ADMIN_ALLOW",
+        "str",
+        "any",
+        "with --admin-mtls: certificate names (CN or SAN) allowed, comma-separated",
+    ),
+    Setting(
+        "--port-file",
         "LOOKUPD_PORT_FILE",
         "str",
+        "none",
         "write the port here once listening (with --port 0)",
     ),
 )
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 
 
-def _serve_setting(args: argparse.Namespace, flag: str, variable: str, kind: str) -> Any:
+def _serve_setting(args: argparse.Namespace, setting: Setting) -> Any:
     """Return a setting: the flag, else the environment variable, else None (default)."""
-    value = getattr(args, flag.removeprefix("--").replace("-", "_"))
-    source = flag
-    if value is None:
-        value = os.environ.get(variable) or None
-        source = variable
+    value = getattr(args, setting.dest)
+    source = setting.flag
+    if value is None or value is False:
+        value = os.environ.get(setting.variable) or None
+        source = setting.variable
+    kind = setting.kind
     if value is None or kind == "str":
+        return value
+    if kind == "bool":
+        if value is True or str(value).lower() in _TRUE:
+            return True
+        if str(value).lower() in _FALSE:
+            return None
+        msg = f"{source}: expected one of {', '.join(_TRUE + _FALSE[:-1])}, not {value!r}"
+        raise LookupdError(msg)
+    if kind.startswith("choice:"):
+        choices = kind.removeprefix("choice:").split(",")
+        if value not in choices:
+            msg = f"{source}: expected one of {', '.join(choices)}, not {value!r}"
+            raise LookupdError(msg)
         return value
     try:
         number = float(value) if kind == "seconds" else int(value)
     except ValueError:
         number = -1
     low = 1 if kind == "count" else 0
-    if number < low or (kind == "port" and number > 65535):
+    if number < low or (kind == "port" and number > 65535) or number != number:
         msg = f"{source}: not a valid {'port' if kind == 'port' else 'value'}: {value!r}"
         raise LookupdError(msg)
     return number
@@ -419,30 +533,90 @@ def _serve_setting(args: argparse.Namespace, flag: str, variable: str, kind: str
 
 def _run_serve(args: argparse.Namespace) -> int:
     # gRPC is imported only by the commands that use it.
-    from lookupd import server
+    from lookupd import logs, server, workers
+    from lookupd.admin import AdminConfig, parse_names
+    from lookupd.tls import ServerTLS
 
-    settings = {
-        flags[0]: _serve_setting(args, flags[0], variable, kind)
-        for flags, variable, kind, _ in _SERVE_OPTIONS
-    }
-    if not args.verbose:
-        _LOGGER.setLevel(logging.INFO)
+    settings = {setting.flag: _serve_setting(args, setting) for setting in SERVE_SETTINGS}
+    level = logging.DEBUG if args.verbose else _LOG_LEVELS[settings["--log-level"] or "info"]
+    log_format = settings["--log-format"] or "kv"
+    logs.configure(log_format, level=level)
+    cert, key, client_ca = (
+        settings["--tls-cert"],
+        settings["--tls-key"],
+        settings["--tls-client-ca"],
+    )
+    if bool(cert) != bool(key):
+        msg = "--tls-cert and --tls-key go together"
+        raise LookupdError(msg)
+    if client_ca and not cert:
+        msg = "--tls-client-ca (mTLS) needs --tls-cert and --tls-key"
+        raise LookupdError(msg)
+    if settings["--admin-mtls"] and not client_ca:
+        msg = "--admin-mtls needs --tls-client-ca: clients can only show certificates with mTLS"
+        raise LookupdError(msg)
+    token_file = settings["--admin-token-file"]
     defaults = server.ServerConfig()
     config = server.ServerConfig(
         host=settings["--host"] or defaults.host,
         port=defaults.port if settings["--port"] is None else settings["--port"],
         threads=settings["--threads"] or defaults.threads,
+        max_streams=settings["--max-streams"] or defaults.max_streams,
         max_batch=settings["--max-batch"] or defaults.max_batch,
         max_message_bytes=settings["--max-message-bytes"] or defaults.max_message_bytes,
-        grace_s=defaults.grace_s if settings["--grace"] is None else settings["--grace"],
+        grace_s=_or_default(settings["--grace"], defaults.grace_s),
+        drain_s=_or_default(settings["--drain"], defaults.drain_s),
+        watch_interval_s=_or_default(settings["--watch-interval"], defaults.watch_interval_s),
+        tls=ServerTLS(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+        if cert
+        else None,
+        admin=AdminConfig(
+            token_file=Path(token_file) if token_file else None,
+            mtls=bool(settings["--admin-mtls"]),
+            allowed_names=parse_names(settings["--admin-allow"]),
+        ),
     )
-    server.serve(
+    if config.tls is not None:
+        config.tls.credentials()  # unreadable files fail here, before any process starts
+    config.admin.loaded()  # likewise the token file
+    metrics_host = settings["--metrics-host"] or defaults.host
+    metrics_port = settings["--metrics-port"]
+    count = settings["--workers"] or workers.available_cpus()
+    if count == 1:
+        server.serve(
+            config,
+            db_path=settings["--db"],
+            policies_path=settings["--policies"],
+            port_file=settings["--port-file"],
+            metrics_address=None if metrics_port is None else (metrics_host, metrics_port),
+        )
+        return 0
+    supervisor = workers.Supervisor(
         config,
-        db_path=settings["--db"],
-        policies_path=settings["--policies"],
-        port_file=settings["--port-file"],
+        workers.WorkerSettings(
+            workers=count,
+            db_path=settings["--db"],
+            policies_path=settings["--policies"],
+            port_file=settings["--port-file"],
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            log_format=log_format,
+            log_level=level,
+        ),
     )
-    return 0
+    return supervisor.run()
+
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookupd import _parse, _search
 from lookupd.database import Database, open_database
 from lookupd.errors import LookupdError
 from lookupd.logs import log_event
@@ -60,6 +61,26 @@ def file_state(path: Path | None) -> FileState | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Preloaded:
+    """Data opened ahead of the server (by a supervisor, before it forks its workers, so
+    they share its pages), and the state of its file when it was opened."""
+
+    db: Database
+    state: FileState | None
+
+
+def preload(db_path: str | os.PathLike[str] | None) -> Preloaded:
+    """Open the data for :class:`Loader` ``preloaded``.
+
+    Raises:
+        LookupdError: the data cannot be loaded.
+    """
+    path = Path(db_path) if db_path is not None else None
+    state = file_state(path)
+    return Preloaded(open_database(path), state)
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadOutcome:
     """What one reload did."""
 
@@ -86,6 +107,7 @@ class Loader:
         policies_path: policy file, or None for the example policies shipped with lookupd.
         publish: called with each answerer to serve (the first and every good reload).
         metrics: where reloads are counted, if anywhere.
+        preloaded: the data, already opened (see :func:`preload`), for the first load.
     """
 
     def __init__(
@@ -96,7 +118,9 @@ class Loader:
         publish: Callable[[Answerer], None],
         max_batch: int = DEFAULT_MAX_BATCH,
         metrics: Metrics | None = None,
+        preloaded: Preloaded | None = None,
     ) -> None:
+        self._preloaded = preloaded
         self.db_path = Path(db_path) if db_path is not None else None
         self.policies_path = Path(policies_path) if policies_path else example_policies_path()
         self._publish = publish
@@ -110,6 +134,7 @@ class Loader:
         self._read_states: tuple[FileState | None, FileState | None] = (None, None)
         # What the watcher saw on its previous poll (a change must hold for one interval).
         self._seen_states: tuple[FileState | None, FileState | None] = (None, None)
+        self._warnings: tuple[str, ...] = ()
 
     @property
     def current(self) -> Answerer | None:
@@ -124,14 +149,34 @@ class Loader:
         """
         with self._lock:
             states = self._states()
+            preloaded, self._preloaded = self._preloaded, None
+            if preloaded is not None:
+                states = (preloaded.state, states[1])
             self._read_states = states
-            answerer = self._build(None, data=True, policies=True)
+            answerer = self._build(None, data=True, policies=True, db=preloaded and preloaded.db)
             self._current = answerer
             self._seen_states = states
         self._publish(answerer)
         self._record_data(answerer)
-        for line in answerer.describe():
-            _LOGGER.info("%s", line)
+        db = answerer.db
+        policies = answerer.policy_set
+        log_event(
+            _LOGGER,
+            logging.INFO,
+            "load",
+            f"loaded data {answerer.version.id[:12]} from {db.info.source}",
+            data_source=db.info.source,
+            data_version=answerer.version.id,
+            built_at=answerer.version.built_at,
+            ipv4_segments=len(db.v4),
+            ipv6_segments=len(db.v6),
+            labels=len(db.label_names) - 1,
+            policy_file=str(self.policies_path),
+            policy_version=_policy_version(answerer),
+            policies=",".join(sorted(policies.policies)) if policies is not None else "",
+            search_core=_search.CORE,
+            parse_core=_parse.CORE,
+        )
         self._log_policy_warnings(answerer)
         return answerer
 
@@ -233,9 +278,12 @@ class Loader:
     def _states(self) -> tuple[FileState | None, FileState | None]:
         return file_state(self.db_path), file_state(self.policies_path)
 
-    def _build(self, old: Answerer | None, *, data: bool, policies: bool) -> Answerer:
-        db: Database
-        if old is None or (data and self.db_path is not None):
+    def _build(
+        self, old: Answerer | None, *, data: bool, policies: bool, db: Database | None = None
+    ) -> Answerer:
+        if db is not None:
+            pass
+        elif old is None or (data and self.db_path is not None):
             db = open_database(self.db_path)
         else:
             db = old.db
@@ -260,11 +308,13 @@ class Loader:
                 _policy_version(answerer),
             )
 
-    @staticmethod
-    def _log_policy_warnings(answerer: Answerer) -> None:
-        if answerer.policies is not None:
-            for warning in answerer.policies.warnings:
-                _LOGGER.warning("policies: %s", warning)
+    def _log_policy_warnings(self, answerer: Answerer) -> None:
+        """Log the policies' warnings when they differ from the last ones logged."""
+        warnings = tuple(answerer.policies.warnings) if answerer.policies is not None else ()
+        if warnings != self._warnings:
+            for warning in warnings:
+                log_event(_LOGGER, logging.WARNING, "policy_warning", f"policies: {warning}")
+        self._warnings = warnings
 
 
 def _policy_version(answerer: Answerer) -> str:

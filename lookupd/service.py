@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 import lookupd
-from lookupd import _parse, _search
+from lookupd import _search
 from lookupd._constants import Status
 from lookupd.database import Database, LookupResult
 from lookupd.errors import InvalidAddressError, LookupdError
@@ -530,24 +530,6 @@ class Answerer:
     def version_message(self) -> pb.DataVersion:
         """Return the data version as its proto message."""
         return pb.DataVersion(id=self.version.id, built_at=self.version.built_at)
-
-    def describe(self) -> list[str]:
-        """Return log lines about what is loaded: cores, data, policies and their warnings."""
-        lines = [
-            f"search core: {_search.CORE}",
-            f"parse core: {_parse.CORE}",
-            f"data: {self.db.info.source}: {len(self.db.v4):,} IPv4 and {len(self.db.v6):,} "
-            f"IPv6 segments, {len(self.db.label_names) - 1} labels",
-            f"data version: {self.version.id} (built {self.version.built_at or 'unknown'})",
-        ]
-        if self.policy_set is None or self.policies is None:
-            lines.append("policies: none loaded")
-        else:
-            lines.append(
-                f"policies: {self.policy_set.source} (version {self.policy_set.version}): "
-                + ", ".join(sorted(self.policies.names))
-            )
-        return lines
 
 
 def packed_count(ipv4: bytes, ipv6: bytes) -> int:
