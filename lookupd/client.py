@@ -15,6 +15,10 @@ bytes always, and lists of ``str`` too when the compiled parser is present (each
 parsed here, in C, and invalid ones are answered here without a round trip); the text RPC
 costs about 100 ns per string on each side. Large batches are split into chunks of at most
 ``chunk_size`` addresses, several in flight at once.
+
+``tls=ClientTLS(...)`` (:mod:`lookupd.tls`) connects over TLS, with a client certificate
+for servers that require one. The idempotent calls (every one but ``StreamLookup``) are
+retried by gRPC when they fail with UNAVAILABLE: see ``_SERVICE_CONFIG``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
@@ -38,6 +43,7 @@ from lookupd import _parse
 from lookupd._constants import IPV4_MAPPED_PREFIX, Status
 from lookupd.errors import LookupdError
 from lookupd.service import PROTO_TO_STATUS
+from lookupd.tls import ClientTLS
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -55,6 +61,40 @@ DEFAULT_IN_FLIGHT = 2
 DEFAULT_TIMEOUT_S = 30.0
 # Answers are smaller than requests, but subdivisions and the text RPC can be large.
 _MAX_RECEIVE_BYTES = 64 << 20
+# Calls gRPC retries: those that change nothing on the server, so that running one twice
+# is harmless. Not StreamLookup: a stream that failed part way has already delivered answers.
+_RETRIED_METHODS = ("Lookup", "LookupPacked", "CheckRegion", "GetInfo")
+# When one of several server processes sharing a port is stopped or killed, the calls in
+# flight on its connection fail with UNAVAILABLE; gRPC retries them (after 0-50 ms, then
+# 0-100 ms, 0-200 ms: random up to the backoff) on a new connection, which lands on a
+# live process. Retries count against the call's deadline. gRPC's JSON service config
+# format (gRFC A6); maxAttempts includes the first attempt.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {
+                        "service": pb.DESCRIPTOR.services_by_name["LookupService"].full_name,
+                        "method": method,
+                    }
+                    for method in _RETRIED_METHODS
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+# gRPC keeps a call's request to resend it, but by default only up to 256 KiB: a larger
+# request (50,000 IPv6 addresses packed are 800 kB) would not be retried. 16 MiB covers any
+# request the server accepts by default (8 MiB); the copy lives only while the call does.
+_RETRY_BUFFER_BYTES = 16 << 20
 _NO_COUNTRY = b"--"
 _IPV4_MAPPED_HIGH = IPV4_MAPPED_PREFIX >> 32  # 0xFFFF: the high 32 bits of the low half
 
@@ -320,11 +360,18 @@ def _checks(response: pb.CheckRegionResponse) -> Checks:
     )
 
 
-def _channel_options(channels: int) -> list[tuple[str, Any]]:
-    options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES)]
+def _channel_options(channels: int, tls: ClientTLS | None = None) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.per_rpc_retry_buffer_size", _RETRY_BUFFER_BYTES),
+    ]
     if channels > 1:
         # Channels to one target otherwise share one connection (gRPC pools them).
         options.append(("grpc.use_local_subchannel_pool", 1))
+    if tls is not None:
+        options.extend(tls.channel_options())
     return options
 
 
@@ -348,7 +395,8 @@ class _Connected:
         chunk_size: int,
         in_flight: int,
         timeout_s: float | None,
-        open_channel: Callable[..., Any],
+        tls: ClientTLS | None,
+        api: Literal["sync", "aio"],
     ) -> None:
         if channels < 1 or chunk_size < 1 or in_flight < 1:
             msg = "channels, chunk_size and in_flight must be at least 1"
@@ -357,8 +405,16 @@ class _Connected:
         self.chunk_size = chunk_size
         self.timeout_s = timeout_s
         self._in_flight = in_flight * channels
+        self.tls = tls
+        # Read the files once, before any channel: a bad one fails here, naming it.
+        credentials = tls.credentials() if tls is not None else None
+        options = _channel_options(channels, tls)
+        module: Any = grpc.aio if api == "aio" else grpc
         self._channels: list[Any] = [
-            open_channel(target, options=_channel_options(channels)) for _ in range(channels)
+            module.insecure_channel(target, options=options)
+            if credentials is None
+            else module.secure_channel(target, credentials, options=options)
+            for _ in range(channels)
         ]
         # protoc's grpc module is untyped: the stubs' attributes are Any.
         self._stubs: list[Any] = [
@@ -378,7 +434,12 @@ class Client(_Connected):
         chunk_size: most addresses per request; at most the server's limit (GetInfo's
             ``max_batch``, 100,000 by default).
         in_flight: chunks of one batch sent before the first answer is awaited, per channel.
-        timeout_s: deadline of each call.
+        timeout_s: deadline of each call (retries included).
+        tls: connect over TLS, verifying the server with its CA and presenting its client
+            certificate if it has one (:class:`lookupd.tls.ClientTLS`); None: plaintext.
+
+    Raises:
+        LookupdError: a file of ``tls`` cannot be read or is not a usable PEM file.
     """
 
     def __init__(
@@ -389,8 +450,9 @@ class Client(_Connected):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        tls: ClientTLS | None = None,
     ) -> None:
-        super().__init__(target, channels, chunk_size, in_flight, timeout_s, grpc.insecure_channel)
+        super().__init__(target, channels, chunk_size, in_flight, timeout_s, tls, "sync")
         self._lock = threading.Lock()
 
     def _stub(self) -> Any:
@@ -539,7 +601,7 @@ class AsyncClient(_Connected):
     """An asyncio client of a lookupd server (``grpc.aio``); same methods as :class:`Client`.
 
     Create and use it inside one running event loop; close it with ``await close()`` or
-    ``async with``.
+    ``async with``. Takes the same arguments as :class:`Client`, ``tls`` included.
     """
 
     def __init__(
@@ -550,10 +612,9 @@ class AsyncClient(_Connected):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        tls: ClientTLS | None = None,
     ) -> None:
-        super().__init__(
-            target, channels, chunk_size, in_flight, timeout_s, grpc.aio.insecure_channel
-        )
+        super().__init__(target, channels, chunk_size, in_flight, timeout_s, tls, "aio")
 
     async def lookup(
         self,

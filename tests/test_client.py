@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import ipaddress
+import json
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
 import lookupd
 from lookupd import Database, Status
 from lookupd.cli import main
-from lookupd.client import Answers, AsyncClient, Client, ServerError
+from lookupd.client import Answers, AsyncClient, Client, ServerError, _channel_options
 from lookupd.policies import PolicySet, example_policies_path, load_policies
 from lookupd.server import LookupServer, ServerConfig
 from lookupd.service import Answerer
+from lookupd.v1 import lookup_pb2 as pb
 
 _TIMEOUT_S = 20.0
 _SEED = 8821
@@ -270,6 +275,144 @@ def test_wait_until_serving(db: Database) -> None:
     finally:
         loader.cancel()
         server.stop(0)
+
+
+# ---------------------------------------------------------------------------------------
+# Retries: the idempotent calls are retried on UNAVAILABLE (a server process going away)
+
+_LOOKUP_SERVICE = pb.DESCRIPTOR.services_by_name["LookupService"]
+_IDEMPOTENT = {"Lookup", "LookupPacked", "CheckRegion", "GetInfo"}
+
+
+def test_retry_service_config_names_the_idempotent_calls() -> None:
+    options = dict(_channel_options(1))
+    assert options["grpc.enable_retries"] == 1
+    config = json.loads(options["grpc.service_config"])
+    (method_config,) = config["methodConfig"]
+    names = method_config["name"]
+    assert {name["service"] for name in names} == {_LOOKUP_SERVICE.full_name}
+    assert {name["method"] for name in names} == _IDEMPOTENT
+    assert _IDEMPOTENT.issubset(_LOOKUP_SERVICE.methods_by_name)
+    assert "StreamLookup" in _LOOKUP_SERVICE.methods_by_name  # and not retried
+    policy = method_config["retryPolicy"]
+    assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert 2 <= policy["maxAttempts"] <= 5  # gRPC caps it at 5
+    for key in ("initialBackoff", "maxBackoff"):
+        assert policy[key].endswith("s")
+        assert float(policy[key][:-1]) > 0
+    assert policy["backoffMultiplier"] > 0
+    # Requests up to the server's default message limit stay retryable (default 256 KiB).
+    assert options["grpc.per_rpc_retry_buffer_size"] >= 8 << 20
+
+
+class _Flaky:
+    """A fake LookupService failing the first ``failures`` calls of each method with
+    UNAVAILABLE, as a server process that went away would, then answering RESERVED."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _fail_first(self, method: str, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self.calls[method] += 1
+            fail = self.calls[method] <= self.failures
+        if fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{method} attempt failed")
+
+    def lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> Any:
+        self._fail_first("Lookup", context)
+        count = len(request.addresses)
+        return pb.LookupResponse(countries=[""] * count, status=[pb.STATUS_RESERVED] * count)
+
+    def lookup_packed(self, request: pb.PackedLookupRequest, context: grpc.ServicerContext) -> Any:
+        self._fail_first("LookupPacked", context)
+        return self._packed(request)
+
+    def stream_lookup(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        self._fail_first("StreamLookup", context)
+        for request in requests:
+            yield self._packed(request)
+
+    @staticmethod
+    def _packed(request: pb.PackedLookupRequest) -> pb.PackedLookupResponse:
+        v4, v6 = len(request.ipv4) // 4, len(request.ipv6) // 16
+        reserved = bytes([pb.STATUS_RESERVED])
+        return pb.PackedLookupResponse(
+            ipv4_countries=b"--" * v4,
+            ipv4_status=reserved * v4,
+            ipv6_countries=b"--" * v6,
+            ipv6_status=reserved * v6,
+        )
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[tuple[_Flaky, str]]:
+    """A fake server whose every method fails once with UNAVAILABLE, then answers."""
+    flaky = _Flaky(failures=1)
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Lookup": grpc.unary_unary_rpc_method_handler(
+            flaky.lookup,
+            request_deserializer=pb.LookupRequest.FromString,
+            response_serializer=pb.LookupResponse.SerializeToString,
+        ),
+        "LookupPacked": grpc.unary_unary_rpc_method_handler(
+            flaky.lookup_packed,
+            request_deserializer=pb.PackedLookupRequest.FromString,
+            response_serializer=pb.PackedLookupResponse.SerializeToString,
+        ),
+        "StreamLookup": grpc.stream_stream_rpc_method_handler(
+            flaky.stream_lookup,
+            request_deserializer=pb.PackedLookupRequest.FromString,
+            response_serializer=pb.PackedLookupResponse.SerializeToString,
+        ),
+    }
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        handlers=[grpc.method_handlers_generic_handler(_LOOKUP_SERVICE.full_name, handlers)],
+        options=[("grpc.max_receive_message_length", 16 << 20)],
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield flaky, f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_a_call_failing_with_unavailable_is_retried(flaky_server: tuple[_Flaky, str]) -> None:
+    flaky, target = flaky_server
+    # 20,000 IPv6 addresses are a 320 kB request: over gRPC's default retry buffer.
+    ipv6 = np.zeros((20_000, 2), dtype=np.uint64)
+    with Client(target, timeout_s=_TIMEOUT_S, chunk_size=len(ipv6)) as client:
+        answers = client.lookup(ipv6)
+        assert answers.status.tolist() == [Status.RESERVED] * len(ipv6)
+        assert flaky.calls["LookupPacked"] == 2
+        text = client.lookup(["1.1.1.1", "::1"], text=True)
+        assert text.status.tolist() == [Status.RESERVED] * 2
+        assert flaky.calls["Lookup"] == 2
+
+
+def test_a_stream_is_not_retried(flaky_server: tuple[_Flaky, str]) -> None:
+    flaky, target = flaky_server
+    with (
+        Client(target, timeout_s=_TIMEOUT_S) as client,
+        pytest.raises(ServerError) as caught,
+    ):
+        list(client.stream([np.array([1], dtype=np.uint32)]))
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert flaky.calls["StreamLookup"] == 1
+
+
+def test_retries_give_up_after_max_attempts(flaky_server: tuple[_Flaky, str]) -> None:
+    flaky, target = flaky_server
+    flaky.failures = 100
+    with (
+        Client(target, timeout_s=_TIMEOUT_S) as client,
+        pytest.raises(ServerError) as caught,
+    ):
+        client.lookup(np.array([1], dtype=np.uint32))
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert flaky.calls["LookupPacked"] == 4
 
 
 # ---------------------------------------------------------------------------------------
