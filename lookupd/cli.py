@@ -539,7 +539,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     settings = {setting.flag: _serve_setting(args, setting) for setting in SERVE_SETTINGS}
     level = logging.DEBUG if args.verbose else _LOG_LEVELS[settings["--log-level"] or "info"]
-    log_format = settings["--log-format"] or "kv"
+    log_format: logs.LogFormat = settings["--log-format"] or "kv"
     logs.configure(log_format, level=level)
     cert, key, client_ca = (
         settings["--tls-cert"],
@@ -577,7 +577,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         ),
     )
     if config.tls is not None:
-        config.tls.credentials()  # unreadable files fail here, before any process starts
+        config.tls.check()  # bad files fail here, before any process (and no gRPC object)
     config.admin.loaded()  # likewise the token file
     metrics_host = settings["--metrics-host"] or defaults.host
     metrics_port = settings["--metrics-port"]

@@ -153,7 +153,9 @@ class Loader:
             if preloaded is not None:
                 states = (preloaded.state, states[1])
             self._read_states = states
-            answerer = self._build(None, data=True, policies=True, db=preloaded and preloaded.db)
+            answerer = self._build(
+                None, data=True, policies=True, db=preloaded.db if preloaded else None
+            )
             self._current = answerer
             self._seen_states = states
         self._publish(answerer)

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from lookupd.admin import ADMIN_SERVICE_NAME, AdminConfig, AdminServicer
 from lookupd.errors import LookupdError
 from lookupd.logs import log_event
-from lookupd.reload import DEFAULT_WATCH_INTERVAL_S, Loader
+from lookupd.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded
 from lookupd.service import (
     DEFAULT_MAX_BATCH,
     PROTO_TO_STATUS,
@@ -279,7 +279,7 @@ class _HealthServicer(health.HealthServicer):
         self._watch_callbacks: list[_SendOnce] = []
         self._watch_lock = threading.Lock()
 
-    def Watch(  # type: ignore[override]  # grpc passes the callback in non-blocking mode
+    def Watch(  # grpc passes send_response_callback in non-blocking mode
         self,
         request: health_pb2.HealthCheckRequest,
         context: grpc.ServicerContext,
@@ -362,7 +362,9 @@ class LookupServer:
         )
         _add_lookup_service(self.servicer, self._server, self._stream_pool)
         self.admin = AdminServicer(self.config.admin.loaded(), reload, notify_others)
-        lookup_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, self._server)
+        lookup_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            self.admin, self._server
+        )
         self.health = _HealthServicer()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -509,6 +511,7 @@ def serve(
     metrics_address: tuple[str, int] | None = None,
     stop_event: threading.Event | None = None,
     notify_others: Callable[[], None] | None = None,
+    preloaded: Preloaded | None = None,
 ) -> None:
     """Run the server until SIGTERM or SIGINT (or ``stop_event``), then stop gracefully.
 
@@ -524,6 +527,7 @@ def serve(
         metrics_address: (host, port) to serve Prometheus metrics on; None: no metrics.
         stop_event: set it to stop (signals set it too when called from the main thread).
         notify_others: called after an admin reload, to reach other worker processes.
+        preloaded: the data, opened already (by a supervisor before forking).
 
     Raises:
         LookupdError: the port cannot be bound, or the data or policies cannot be loaded.
@@ -549,7 +553,7 @@ def serve(
         server = LookupServer(config, metrics=metrics, reload=reload, notify_others=notify_others)
         server.start()
         if port_file is not None:
-            _write_port_file(Path(port_file), server.port)
+            write_port_file(Path(port_file), server.port)
         log_event(
             _LOGGER,
             logging.INFO,
@@ -568,6 +572,7 @@ def serve(
             publish=server.load,
             max_batch=config.max_batch,
             metrics=metrics,
+            preloaded=preloaded,
         )
         try:
             loader.load()
@@ -619,7 +624,7 @@ def _handle_signals(stop: threading.Event, reload: Callable[[], object]) -> Call
     return restore
 
 
-def _write_port_file(path: Path, port: int) -> None:
+def write_port_file(path: Path, port: int) -> None:
     """Write the port atomically, so a reader never sees a partial file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(f"{port}\n")

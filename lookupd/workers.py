@@ -213,7 +213,7 @@ class Supervisor:
         self,
         preloaded: Preloaded,
         metrics_address: tuple[str, int] | None,
-        old_mask: set[signal.Signals],
+        old_mask: set[int | signal.Signals],
     ) -> None:
         deadline = math.inf
         while True:
@@ -318,7 +318,7 @@ class Supervisor:
         worker: _Worker,
         preloaded: Preloaded,
         metrics_address: tuple[str, int] | None,
-        old_mask: set[signal.Signals],
+        old_mask: set[int | signal.Signals],
     ) -> None:
         supervisor = os.getpid()
         sys.stdout.flush()
@@ -355,7 +355,7 @@ class Supervisor:
         supervisor: int,
         preloaded: Preloaded,
         metrics_address: tuple[str, int] | None,
-        old_mask: set[signal.Signals],
+        old_mask: set[int | signal.Signals],
     ) -> int:
         for signum in _SIGNALS:
             signal.signal(signum, signal.SIG_DFL)

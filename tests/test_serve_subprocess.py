@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,70 +13,26 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from served import TIMEOUT_S, Served, child_env, start_serve
 
-import lookupd
 from lookupd.cli import main
 from lookupd.client import Client
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
-_TIMEOUT_S = 30.0
-_POLL_S = 0.02
+_TIMEOUT_S = TIMEOUT_S
 _STREAMS = 4
 _MESSAGES_AFTER_SIGTERM = 25
 
 
-@dataclass
-class _Server:
-    """A `lookupd serve` child process and where it listens."""
-
-    process: subprocess.Popen[bytes]
-    target: str
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """The child's environment: lookupd's root on the path unless lookupd is installed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKUPD_")}
-    root = Path(lookupd.__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-    env.update(extra)
-    return env
-
-
-def _start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> _Server:
-    """Start `python -m lookupd serve ARGS`; wait (bounded) for the port file it writes."""
-    port_file = tmp_path / "port"
-    log = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "lookupd", "serve", *args]
-    if env is None:
-        env = _env()
-        command += ["--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + _TIMEOUT_S
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait(_TIMEOUT_S)
-            pytest.fail(f"lookupd serve did not start: {log.read_text(errors='replace')}")
-        time.sleep(_POLL_S)  # polling for the port file: the readiness signal of the child
-    return _Server(process, f"127.0.0.1:{int(port_file.read_text())}", log)
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[_Server]:
-    server = _start(tmp_path, "--grace", "20")
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = start_serve(tmp_path, "--grace", "20")
     yield server
-    if server.process.poll() is None:
-        server.process.kill()
-        server.process.wait(_TIMEOUT_S)
+    server.kill()
 
 
-def test_serve_answers_and_logs_what_it_loaded(served: _Server) -> None:
+def test_serve_answers_and_logs_what_it_loaded(served: Served) -> None:
     with Client(served.target, timeout_s=_TIMEOUT_S) as client:
         client.wait_until_serving(_TIMEOUT_S)
         answers = client.lookup(["1.1.1.1", "2001:4860:4860::8888", "10.0.0.1", "bad"])
@@ -93,14 +45,15 @@ def test_serve_answers_and_logs_what_it_loaded(served: _Server) -> None:
     served.process.send_signal(signal.SIGINT)
     assert served.process.wait(_TIMEOUT_S) == 0
     log = served.log_text()
-    assert f"search core: {info.search_core}" in log
-    assert f"data version: {info.data_version.id}" in log
-    assert "policies: " in log
+    assert "event=load " in log
+    assert f"search_core={info.search_core}" in log
+    assert f"data_version={info.data_version.id}" in log
+    assert f"policy_version={info.policy_version}" in log
     assert f"listening on {served.target}" in log
-    assert "stopped" in log
+    assert "event=stopped" in log
 
 
-def test_sigterm_lets_calls_in_flight_finish(served: _Server) -> None:
+def test_sigterm_lets_calls_in_flight_finish(served: Served) -> None:
     channel = grpc.insecure_channel(served.target)
     stub: Any = lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
     health: Any = health_pb2_grpc.HealthStub(channel)
@@ -144,13 +97,15 @@ def test_sigterm_lets_calls_in_flight_finish(served: _Server) -> None:
         served.process.send_signal(signal.SIGTERM)
         # The stop has begun once health says NOT_SERVING; the streams are still open.
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-        watch.cancel()  # an open Watch is a call in flight too: it would hold the grace
         go.set()
         for thread in threads:
             thread.join(_TIMEOUT_S)
         assert failures == []
         assert answered == [1 + _MESSAGES_AFTER_SIGTERM] * _STREAMS
         assert served.process.wait(_TIMEOUT_S) == 0
+        # The server ended the Watch itself, rather than holding its stop for the grace.
+        with pytest.raises(StopIteration):
+            next(watch)
     finally:
         go.set()
         channel.close()
@@ -159,7 +114,7 @@ def test_sigterm_lets_calls_in_flight_finish(served: _Server) -> None:
 
 def test_settings_come_from_the_environment_and_flags_win(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
-    env = _env(
+    env = child_env(
         LOOKUPD_HOST="127.0.0.1",
         LOOKUPD_PORT="0",
         LOOKUPD_PORT_FILE=str(port_file),
@@ -168,7 +123,7 @@ def test_settings_come_from_the_environment_and_flags_win(tmp_path: Path) -> Non
         LOOKUPD_GRACE_S="1.5",
         LOOKUPD_MAX_MESSAGE_BYTES="100000",
     )
-    server = _start(tmp_path, "--max-batch", "20", env=env)
+    server = start_serve(tmp_path, "--max-batch", "20", env=env)
     try:
         with Client(server.target, timeout_s=_TIMEOUT_S) as client:
             client.wait_until_serving(_TIMEOUT_S)
