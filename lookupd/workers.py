@@ -194,6 +194,7 @@ class Supervisor:
                 f"starting {settings.workers} workers on port {port}",
                 workers=settings.workers,
                 port=port,
+                metrics_port=metrics_address[1] if metrics_address else None,
                 pid=os.getpid(),
             )
             for worker in self._workers:
