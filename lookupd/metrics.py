@@ -210,9 +210,9 @@ class _RpcSeries:
     def __init__(self, metrics: Metrics, rpc: str, *, everything: bool = False) -> None:
         self.ok = metrics.requests.labels(rpc, _OK)
         self.duration = metrics.request_duration.labels(rpc)
-        # Only the series an RPC can have: no batch size for GetInfo, no addresses for
-        # CheckRegion (its answers are counted in verdicts_total). Other names get all.
-        everything = everything or rpc not in _ALL_RPCS
+        # Only the series an RPC can have: no batch size for GetInfo (or another name, such
+        # as the admin service's), no addresses for CheckRegion (its answers are counted in
+        # verdicts_total); observe_lookup asks for everything.
         self.batch: Histogram | None = None
         if rpc in _BATCH_RPCS or everything:
             self.batch = metrics.batch_size.labels(rpc)
