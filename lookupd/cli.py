@@ -34,6 +34,7 @@ from lookupd.snapshot import is_snapshot, load_snapshot, write_snapshot
 
 if TYPE_CHECKING:
     from lookupd.client import Client
+    from lookupd.tls import ClientTLS
 
 # Printed for a valid address that no range covers.
 NO_COUNTRY = "--"
@@ -108,7 +109,27 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="ask a lookupd server (lookupd serve) instead of reading data here",
     )
+    _add_client_tls_flags(lookup)
     lookup.set_defaults(run=_run_lookup)
+
+    reload = commands.add_parser(
+        "reload",
+        help="ask a server to reload its data and policy files (an admin RPC)",
+        description=(
+            "Ask a running lookupd server to reload its data and policy files now. The "
+            "server must enable admin RPCs (--admin-token-file or --admin-mtls). With "
+            "several worker processes, the one that takes the call reloads before it "
+            "answers and tells the others to follow."
+        ),
+    )
+    reload.add_argument("--server", metavar="HOST:PORT", required=True, help="the server")
+    reload.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the admin token [LOOKUPD_ADMIN_TOKEN_FILE]",
+    )
+    _add_client_tls_flags(reload)
+    reload.set_defaults(run=_run_reload)
 
     serve = commands.add_parser(
         "serve",
@@ -214,6 +235,9 @@ def _run_lookup(args: argparse.Namespace) -> int:
             print("lookupd: error: --db and --server exclude each other", file=sys.stderr)
             return 2
         return _lookup_on_server(args)
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        print("lookupd: error: the --tls-* options apply only with --server", file=sys.stderr)
+        return 2
     db = open_database(args.db)
     codes = _code_bytes(db, args.subdivisions)
     out = sys.stdout.buffer
@@ -295,6 +319,57 @@ def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
         yield pending
 
 
+def _add_client_tls_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS to the server")
+    group.add_argument("--tls-ca", metavar="PATH", help="CA (PEM) to verify the server with")
+    group.add_argument("--tls-cert", metavar="PATH", help="client certificate (PEM), for mTLS")
+    group.add_argument("--tls-key", metavar="PATH", help="client private key (PEM), for mTLS")
+    group.add_argument(
+        "--tls-server-name", metavar="NAME", help="name to expect in the server certificate"
+    )
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTLS | None:
+    """The client TLS settings of the flags; None (plaintext) when no TLS flag is given."""
+    from lookupd.tls import ClientTLS
+
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        msg = "--tls-cert and --tls-key go together"
+        raise LookupdError(msg)
+    return ClientTLS(
+        ca=Path(args.tls_ca) if args.tls_ca else None,
+        cert=Path(args.tls_cert) if args.tls_cert else None,
+        key=Path(args.tls_key) if args.tls_key else None,
+        server_name=args.tls_server_name,
+    )
+
+
+def _run_reload(args: argparse.Namespace) -> int:
+    from lookupd.client import Client
+
+    token = None
+    token_file = args.token_file or os.environ.get("LOOKUPD_ADMIN_TOKEN_FILE")
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"admin token file {token_file}: cannot read it: {exc}"
+            raise LookupdError(msg) from exc
+    with Client(args.server, tls=_client_tls(args)) as client:
+        response = client.reload(token=token)
+    changed = [
+        name
+        for name, flag in (("data", response.data_changed), ("policies", response.policies_changed))
+        if flag
+    ]
+    print(f"data version: {response.data_version.id}")
+    print(f"policy version: {response.policy_version or '(none)'}")
+    print(f"changed: {', '.join(changed) or 'nothing'}")
+    return 0
+
+
 def _lookup_on_server(args: argparse.Namespace) -> int:
     """Answer the arguments or stdin by asking a server; output as without --server."""
     # gRPC is imported only by the commands that use it.
@@ -302,7 +377,7 @@ def _lookup_on_server(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer
     invalid = 0
-    with Client(args.server) as client:
+    with Client(args.server, tls=_client_tls(args)) as client:
         if args.addresses == ["-"]:
             first_line = 1
             for block in _line_blocks(sys.stdin.buffer):

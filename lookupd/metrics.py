@@ -50,6 +50,7 @@ from prometheus_client.registry import Collector
 
 from lookupd._constants import Status
 from lookupd.errors import LookupdError
+from lookupd.logs import log_event
 from lookupd.v1 import lookup_pb2 as pb
 
 if TYPE_CHECKING:
@@ -619,7 +620,8 @@ class MetricsServer:
         )
         self._thread.start()
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        _LOGGER.info("metrics on http://%s:%d%s", shown, self.port, METRICS_PATH)
+        url = f"http://{shown}:{self.port}{METRICS_PATH}"
+        log_event(_LOGGER, logging.INFO, "metrics", f"metrics on {url}", url=url)
 
     def close(self) -> None:
         """Stop answering and close the socket; idempotent."""

@@ -231,9 +231,12 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         started = time.perf_counter()
         answerer = self._current(context, "GetInfo", started)
         try:
-            return answerer.info(max_message_bytes=self._max_message_bytes)
+            response = answerer.info(max_message_bytes=self._max_message_bytes)
         except Exception as exc:  # every failure ends the call with a status
             self._abort(context, "GetInfo", started, exc)
+        if self._metrics is not None:
+            self._metrics.observe_call("GetInfo", time.perf_counter() - started)
+        return response
 
     def _abort(
         self, context: grpc.ServicerContext, rpc: str, started: float, exc: Exception

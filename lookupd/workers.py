@@ -35,6 +35,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -324,7 +325,12 @@ class Supervisor:
         supervisor = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when forking a process with several OS threads. The
+            # supervisor runs none of its own: the others are BLAS's idle pool (numpy's),
+            # which re-creates itself in a child (it registers fork handlers).
+            warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+            pid = os.fork()
         if pid:
             worker.pid = pid
             worker.started = time.monotonic()

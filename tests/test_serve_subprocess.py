@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +16,13 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from certs import write_certs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from served import TIMEOUT_S, Served, child_env, start_serve
+from versions import write_data, write_policies
 
-from lookupd.cli import main
+from lookupd.cli import SERVE_SETTINGS, main
 from lookupd.client import Client
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
@@ -169,3 +176,172 @@ def test_a_missing_data_file_is_refused(
     status = main(["serve", "--host", "127.0.0.1", "--port", "0", "--db", str(tmp_path / "no")])
     assert status == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Operations: one process with metrics and JSON logs, TLS, the reload command
+
+
+def test_one_worker_serves_metrics_and_json_logs(tmp_path: Path) -> None:
+    server = start_serve(tmp_path, "--workers", "1", "--metrics-port", "0", "--log-format", "json")
+    try:
+        with Client(server.target, timeout_s=_TIMEOUT_S) as client:
+            client.wait_until_serving(_TIMEOUT_S)
+            client.lookup(["1.1.1.1", "bad"], text=True)
+        (start,) = server.events("start")
+        assert start["address"] == server.target
+        assert start["tls"] == "off"
+        assert start["admin"] == "off"
+        url = f"http://{start['metrics'].replace('[::]', '127.0.0.1')}/metrics"
+        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            text = response.read().decode()
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        assert samples[("lookupd_requests_total", (("code", "OK"), ("rpc", "Lookup")))] == 1
+        assert samples[("lookupd_addresses_total", (("rpc", "Lookup"), ("status", "ok")))] == 1
+        assert server.stop() == 0
+        (load,) = server.events("load")
+        assert load["search_core"] in ("c", "python")
+        # No line per request: start, load, serving, signal, stop, stopped and warnings.
+        assert {e.get("event") for e in server.events()} <= {
+            "start",
+            "load",
+            "metrics",
+            "policy_warning",
+            "serving",
+            "signal",
+            "stop",
+            "stopped",
+        }
+    finally:
+        server.kill()
+
+
+def test_tls_serving_and_the_command_line_client(tmp_path: Path) -> None:
+    certs = write_certs(tmp_path / "certs")
+    server = start_serve(
+        tmp_path,
+        "--workers",
+        "2",
+        "--tls-cert",
+        str(certs.server_cert),
+        "--tls-key",
+        str(certs.server_key),
+        "--tls-client-ca",
+        str(certs.ca),
+    )
+    try:
+        tls = ["--tls-ca", str(certs.ca)]
+        mtls = [*tls, "--tls-cert", str(certs.client_cert), "--tls-key", str(certs.client_key)]
+        ask = [sys.executable, "-m", "lookupd", "lookup", "--server", server.target]
+        deadline = time.monotonic() + _TIMEOUT_S
+        while True:  # until the workers have loaded the data
+            done = subprocess.run(
+                [*ask, *mtls, "1.1.1.1"], capture_output=True, env=child_env(), check=False
+            )
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert done.stdout == b"1.1.1.1\tAU\n", done.stderr
+        # Without a client certificate the server refuses the connection.
+        refused = subprocess.run(
+            [*ask, *tls, "1.1.1.1"], capture_output=True, env=child_env(), check=False
+        )
+        assert refused.returncode == 2
+        assert b"UNAVAILABLE" in refused.stderr
+        assert server.events() == []  # kv logs by default
+        assert "tls=mtls" in server.log_text()
+        assert server.stop() == 0
+    finally:
+        server.kill()
+
+
+def test_the_reload_command(tmp_path: Path) -> None:
+    data, policies, token = tmp_path / "data", tmp_path / "policies.yaml", tmp_path / "token"
+    write_data(data, 0)
+    write_policies(policies, 0)
+    token.write_text("a-long-enough-admin-token\n")
+    token.chmod(0o600)
+    server = start_serve(
+        tmp_path,
+        "--workers",
+        "1",
+        "--db",
+        str(data),
+        "--policies",
+        str(policies),
+        "--watch-interval",
+        "0",
+        "--admin-token-file",
+        str(token),
+    )
+    command = [sys.executable, "-m", "lookupd", "reload", "--server", server.target]
+    try:
+        with Client(server.target, timeout_s=_TIMEOUT_S) as client:
+            client.wait_until_serving(_TIMEOUT_S)
+            refused = subprocess.run(command, capture_output=True, env=child_env(), check=False)
+            assert refused.returncode == 2
+            assert b"UNAUTHENTICATED" in refused.stderr
+            version = write_data(data, 1)
+            done = subprocess.run(
+                [*command, "--token-file", str(token)],
+                capture_output=True,
+                env=child_env(),
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert f"data version: {version}\n".encode() in done.stdout
+            assert b"changed: data\n" in done.stdout
+            assert client.info().data_version.id == version
+        assert server.stop() == 0
+    finally:
+        server.kill()
+
+
+def test_every_serve_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| `--")
+    }
+    for setting in SERVE_SETTINGS:
+        row = rows.get(f"`{setting.flag}`")
+        assert row is not None, f"README has no row for {setting.flag}"
+        assert f"`{setting.variable}`" in row, setting.flag
+        assert setting.default in row, setting.flag
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
+        (["--tls-client-ca", "ca.pem"], "--tls-client-ca (mTLS) needs --tls-cert"),
+        (["--admin-mtls"], "--admin-mtls needs --tls-client-ca"),
+        (["--log-format", "xml"], "--log-format: expected one of kv, json, not 'xml'"),
+        (["--workers", "0"], "--workers: not a valid value: '0'"),
+        (["--admin-token-file", "/nonexistent/token"], "admin token file /nonexistent/token"),
+    ],
+)
+def test_bad_operations_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("LOOKUPD_"):
+            monkeypatch.delenv(name)
+    assert main(["serve", "--host", "127.0.0.1", "--port", "0", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_boolean_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOOKUPD_ADMIN_MTLS", "maybe")
+    assert main(["serve"]) == 2
+    assert "LOOKUPD_ADMIN_MTLS: expected one of 1, true, yes, on, 0, false, no, off" in (
+        capsys.readouterr().err
+    )
