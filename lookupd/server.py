@@ -515,6 +515,7 @@ def serve(
     stop_event: threading.Event | None = None,
     notify_others: Callable[[], None] | None = None,
     preloaded: Preloaded | None = None,
+    on_serving: Callable[[], None] | None = None,
 ) -> None:
     """Run the server until SIGTERM or SIGINT (or ``stop_event``), then stop gracefully.
 
@@ -525,12 +526,13 @@ def serve(
     answering for ``drain_s``, and calls in flight get ``grace_s`` to finish.
 
     Args:
-        port_file: write the bound port (and a newline) here once listening: with port 0,
-            how a parent process learns the port.
+        port_file: write the bound port (and a newline) here once serving (listening, data
+            and policies loaded): with port 0, how a parent process learns the port.
         metrics_address: (host, port) to serve Prometheus metrics on; None: no metrics.
         stop_event: set it to stop (signals set it too when called from the main thread).
         notify_others: called after an admin reload, to reach other worker processes.
         preloaded: the data, opened already (by a supervisor before forking).
+        on_serving: called once the data and policies are loaded and calls are answered.
 
     Raises:
         LookupdError: the port cannot be bound, or the data or policies cannot be loaded.
@@ -555,8 +557,6 @@ def serve(
     try:
         server = LookupServer(config, metrics=metrics, reload=reload, notify_others=notify_others)
         server.start()
-        if port_file is not None:
-            write_port_file(Path(port_file), server.port)
         log_event(
             _LOGGER,
             logging.INFO,
@@ -584,6 +584,10 @@ def serve(
             raise
         if config.watch_interval_s > 0:
             loader.watch(config.watch_interval_s, stop)
+        if port_file is not None:
+            write_port_file(Path(port_file), server.port)
+        if on_serving is not None:
+            on_serving()
         log_event(_LOGGER, logging.INFO, "serving", "serving", address=server.address)
         # 5. Wait. Event.wait is interrupted by signals, whose handlers set the event.
         stop.wait()

@@ -156,6 +156,8 @@ class Supervisor:
         self._exit_code = 0
         self._metrics: Metrics | None = None
         self._runtime = ""
+        # Workers write a byte here once they serve (the port file waits for all of them).
+        self._ready_r = self._ready_w = -1
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status.
@@ -186,8 +188,8 @@ class Supervisor:
                 self._metrics = metrics.Metrics()
             # Opened before forking: the workers share these pages.
             preloaded = preload(settings.db_path)
-            if settings.port_file is not None:
-                write_port_file(Path(settings.port_file), port)
+            self._ready_r, self._ready_w = os.pipe()
+            os.set_blocking(self._ready_r, False)
             log_event(
                 _LOGGER,
                 logging.INFO,
@@ -200,9 +202,12 @@ class Supervisor:
             )
             for worker in self._workers:
                 self._fork(worker, preloaded, metrics_address, old_mask)
-            self._supervise(preloaded, metrics_address, old_mask)
+            self._supervise(preloaded, metrics_address, old_mask, port)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for fd in (self._ready_r, self._ready_w):
+                if fd >= 0:
+                    os.close(fd)
             for sock in reserved:
                 sock.close()
             shutil.rmtree(self._runtime, ignore_errors=True)
@@ -211,13 +216,28 @@ class Supervisor:
 
     # -----------------------------------------------------------------------------------
 
+    def _say_serving(self) -> None:
+        """In a worker: tell the supervisor this worker serves."""
+        os.write(self._ready_w, b"\n")
+
+    def _drain_ready(self) -> bytes:
+        try:
+            return os.read(self._ready_r, 4096)
+        except BlockingIOError:
+            return b""
+
     def _supervise(
         self,
         preloaded: Preloaded,
         metrics_address: tuple[str, int] | None,
         old_mask: set[int | signal.Signals],
+        port: int,
     ) -> None:
         deadline = math.inf
+        # Each worker writes a byte on the ready pipe once it serves; the port file is
+        # written when all the first ones do, so that it means "answering".
+        ready = 0
+        announced = False
         while True:
             now = time.monotonic()
             if self._stopping:
@@ -230,8 +250,15 @@ class Supervisor:
                             _signal(worker.pid, signal.SIGKILL)
                     deadline = now + _EXIT_MARGIN_S
             due = [w.restart_at for w in self._workers if w.restart_at is not None]
-            timeout = max(0.0, min([1.0, deadline - now, *(at - now for at in due)]))
+            tick = 1.0 if announced else 0.02
+            timeout = max(0.0, min([tick, deadline - now, *(at - now for at in due)]))
             info = signal.sigtimedwait(_SIGNALS, timeout)
+            ready += len(self._drain_ready())
+            if not announced and ready >= len(self._workers) and not self._stopping:
+                announced = True
+                if self.settings.port_file is not None:
+                    write_port_file(Path(self.settings.port_file), port)
+                log_event(_LOGGER, logging.INFO, "serving", f"{ready} workers serving")
             if info is not None:
                 signum = info.si_signo
                 if signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
@@ -364,6 +391,7 @@ class Supervisor:
         metrics_address: tuple[str, int] | None,
         old_mask: set[int | signal.Signals],
     ) -> int:
+        os.close(self._ready_r)
         for signum in _SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -381,6 +409,7 @@ class Supervisor:
                 metrics_address=metrics_address,
                 notify_others=lambda: _signal(supervisor, signal.SIGUSR1),
                 preloaded=preloaded,
+                on_serving=self._say_serving,
             )
         except LookupdError as exc:
             log_event(_LOGGER, logging.ERROR, "error", str(exc), worker=index)
