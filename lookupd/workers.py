@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from lookupd.errors import LookupdError
 from lookupd.logs import LogFormat, configure, log_event
+from lookupd.policies import example_policies_path, load_policies
 from lookupd.reload import Preloaded, preload
 from lookupd.server import ServerConfig, serve, write_port_file
 
@@ -73,17 +74,17 @@ def available_cpus() -> int:
     return max(1, count)
 
 
-def _cgroup_cpu_quota() -> float | None:
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """The cgroup v2 (``cpu.max``) or v1 (``cfs_quota_us``) CPU limit, in CPUs; None if
     there is none."""
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = (root / "cpu.max").read_text().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:
-        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
@@ -186,8 +187,10 @@ class Supervisor:
                 directory.mkdir()
                 metrics.enable_multiprocess(directory)
                 self._metrics = metrics.Metrics()
-            # Opened before forking: the workers share these pages.
+            # Opened before forking: the workers share these pages. The policies are
+            # checked here too, so a bad file stops the start with its error, once.
             preloaded = preload(settings.db_path)
+            load_policies(settings.policies_path or example_policies_path())
             self._ready_r, self._ready_w = os.pipe()
             os.set_blocking(self._ready_r, False)
             log_event(

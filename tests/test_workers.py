@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -19,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from served import TIMEOUT_S, Served, start_serve
+from served import TIMEOUT_S, Served, child_env, start_serve
 from versions import (
     CHANGING_ADDRESS,
     STABLE_ADDRESS,
@@ -28,7 +31,9 @@ from versions import (
     write_policies,
 )
 
+from lookupd import workers
 from lookupd.client import Client, ServerError
+from lookupd.errors import LookupdError
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -350,3 +355,60 @@ def _scrape(served: Served) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
             key = (sample.name, labels)
             samples[key] = samples.get(key, 0.0) + sample.value
     return samples
+
+
+def test_bad_policies_stop_the_start_before_any_worker(tmp_path: Path) -> None:
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  p:\n    description: d\n    allow_countries: [MI]\n")
+    command = [sys.executable, "-m", "lookupd", "serve", "--workers", "2"]
+    done = subprocess.run(
+        [*command, "--host", "127.0.0.1", "--port", "0", "--policies", str(policies)],
+        capture_output=True,
+        env=child_env(),
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"MI" in done.stderr
+    assert b"worker_start" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_cpu_quota(tmp_path: Path, files: dict[str, str], expected: float | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert workers._cgroup_cpu_quota(tmp_path) == expected
+
+
+def test_available_cpus_is_within_the_affinity_mask() -> None:
+    assert 1 <= workers.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_a_reserved_port_can_be_shared_but_not_taken() -> None:
+    first, port = workers.reserve_port("127.0.0.1", 0)
+    try:
+        second, same = workers.reserve_port("127.0.0.1", port)
+        second.close()
+        assert same == port
+        # A plain socket (no SO_REUSEPORT), as a single-process server binds, is refused.
+        plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with plain, pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    finally:
+        first.close()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with pytest.raises(LookupdError, match=r"cannot listen on 127\.0\.0\.1"):
+            workers.reserve_port("127.0.0.1", listener.getsockname()[1])
