@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -727,3 +728,125 @@ def test_encoded_text_answer_stops_between_chunks(answerer: Answerer) -> None:
         answerer.lookup_text_encoded(big, keep_going=lambda: False)
     with pytest.raises(BadRequestError):
         Answerer.load(answerer.db, max_batch=2).lookup_text_encoded([_OK_V4] * 3)
+
+
+# ---------------------------------------------------------------------------------------
+# Stopping (health watches, drain) and streams in their own pool
+
+# A functional bound, not a benchmark: well under the 5 s grace these tests pass to stop().
+_PROMPT_STOP_S = 3.0
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def test_stop_ends_an_open_health_watch_without_waiting_for_the_grace(
+    answerer: Answerer,
+) -> None:
+    started = _start(answerer, ServerConfig(host="127.0.0.1", port=0))
+    health: Any = health_pb2_grpc.HealthStub(started.channel)
+    try:
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10.0)
+        assert next(watch).status == _SERVING
+        began = time.monotonic()
+        started.server.stop(grace_s=5.0)
+        assert time.monotonic() - began < _PROMPT_STOP_S
+        # The watcher is told NOT_SERVING, then its stream ends with an OK status.
+        assert next(watch).status == _NOT_SERVING
+        with pytest.raises(StopIteration):
+            next(watch)
+        assert watch.code() == grpc.StatusCode.OK
+    finally:
+        started.channel.close()
+        started.server.stop(0)
+
+
+def test_drain_keeps_answering_while_health_says_not_serving(answerer: Answerer) -> None:
+    started = _start(answerer, ServerConfig(host="127.0.0.1", port=0))
+    health: Any = health_pb2_grpc.HealthStub(started.channel)
+    check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+    request = pb.LookupRequest(addresses=[_OK_V4])
+    stopper = threading.Thread(target=started.server.stop, args=(5.0,), kwargs={"drain_s": 0.5})
+    try:
+        assert health.Check(check, timeout=10.0).status == _SERVING
+        began = time.monotonic()
+        stopper.start()
+        status: object = _SERVING
+        for _ in range(100):  # NOT_SERVING comes at once; at most ~0.5 s of polling
+            status = health.Check(check, timeout=10.0).status
+            if status == _NOT_SERVING:
+                break
+            time.sleep(0.005)
+        assert status == _NOT_SERVING
+        # Still draining: calls are answered.
+        assert list(started.stub.Lookup(request, timeout=10.0).countries) == ["AU"]
+        stopper.join(10.0)
+        assert not stopper.is_alive()
+        elapsed = time.monotonic() - began
+        assert 0.5 <= elapsed < _PROMPT_STOP_S
+        # Stopped: calls fail.
+        with pytest.raises(grpc.RpcError) as caught:
+            started.stub.Lookup(request, timeout=10.0)
+        assert _code_of(caught) == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as caught:
+            health.Check(check, timeout=10.0)
+        assert _code_of(caught) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        started.channel.close()
+        if stopper.is_alive():
+            stopper.join(10.0)
+        started.server.stop(0)
+
+
+def test_open_streams_do_not_starve_unary_calls(answerer: Answerer) -> None:
+    started = _start(answerer, ServerConfig(host="127.0.0.1", port=0, threads=2, max_streams=2))
+    release = threading.Event()
+    first_answers = [threading.Event() for _ in range(4)]
+    results: dict[int, list[tuple[int, bytes]] | grpc.RpcError] = {}
+
+    def requests(index: int) -> Iterator[pb.PackedLookupRequest]:
+        yield pb.PackedLookupRequest(ipv4=_packed_v4([_OK_V4]), tag=index)
+        release.wait(10.0)  # the stream stays open until released
+        yield pb.PackedLookupRequest(ipv4=_packed_v4([_OK_V4, "10.0.0.1"]), tag=100 + index)
+
+    def stream(index: int) -> None:
+        answers: list[tuple[int, bytes]] = []
+        try:
+            for response in started.stub.StreamLookup(requests(index), timeout=10.0):
+                answers.append((response.tag, response.ipv4_countries))
+                first_answers[index].set()
+            results[index] = answers
+        except grpc.RpcError as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(1000):  # the streams with a thread answer their first message
+            if sum(event.is_set() for event in first_answers) >= 2:
+                break
+            time.sleep(0.01)
+        # Unary calls are answered while every stream thread is held by an open stream.
+        for _ in range(5):
+            response = started.stub.Lookup(pb.LookupRequest(addresses=[_OK_V4]), timeout=5.0)
+            assert list(response.countries) == ["AU"]
+            packed = started.stub.LookupPacked(
+                pb.PackedLookupRequest(ipv4=_packed_v4([_OK_V4])), timeout=5.0
+            )
+            assert packed.ipv4_countries == b"AU"
+        # Two streams got the two stream threads; the other two wait for one.
+        assert sum(event.is_set() for event in first_answers) == 2
+        assert results == {}
+        release.set()
+        for thread in threads:
+            thread.join(10.0)
+        assert not any(thread.is_alive() for thread in threads)
+        # All four complete, the two that waited included: none failed.
+        assert results == {i: [(i, b"AU"), (100 + i, b"AU--")] for i in range(4)}
+    finally:
+        release.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(10.0)
+        started.channel.close()
+        started.server.stop(0)
