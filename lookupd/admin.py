@@ -53,8 +53,10 @@ class AdminConfig:
     def loaded(self) -> AdminConfig:
         """Return a copy with the token read from ``token_file``.
 
+        A file others may read is loaded with a warning.
+
         Raises:
-            LookupdError: the file cannot be read, is empty, or others may read it.
+            LookupdError: the file cannot be read, is empty, or its token is too short.
         """
         if self.token_file is None:
             return self
@@ -84,14 +86,14 @@ class AdminServicer(lookup_pb2_grpc.AdminServiceServicer):
 
     Args:
         config: who may call (a :meth:`AdminConfig.loaded` one).
-        reload: reloads this process's data and policies.
+        reload: reloads this process's data and policies (None: before the first load).
         notify_others: tells the other worker processes to reload (multi-process serving).
     """
 
     def __init__(
         self,
         config: AdminConfig,
-        reload: Callable[[str], ReloadOutcome] | None,
+        reload: Callable[[str], ReloadOutcome | None] | None,
         notify_others: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
@@ -101,11 +103,14 @@ class AdminServicer(lookup_pb2_grpc.AdminServiceServicer):
     def Reload(self, request: pb.ReloadRequest, context: grpc.ServicerContext) -> pb.ReloadResponse:
         """Reload the data and policies of this process (and ask the others to)."""
         caller = self._authorise(context)
-        if self._reload is None:
+        outcome = None
+        if self._reload is not None:
+            log_event(_LOGGER, logging.INFO, "admin", "admin reload requested", caller=caller)
+            outcome = self._reload("admin")
+        if outcome is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "data not loaded yet")
-        log_event(_LOGGER, logging.INFO, "admin", "admin reload requested", caller=caller)
-        outcome = self._reload("admin")
-        if self._notify_others is not None:
+        if outcome.ok and self._notify_others is not None:
+            # The other workers follow. Not after a failure: they would read the same files.
             self._notify_others()
         policy_set = outcome.answerer.policy_set
         if not outcome.ok:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import sys
 from collections.abc import Mapping
 from typing import Any, Literal, TextIO
@@ -35,7 +36,11 @@ def log_event(
     /,
     **fields: object,
 ) -> None:
-    """Log one event: ``message`` for people, ``event`` and ``fields`` for machines."""
+    """Log one event: ``message`` for people, ``event`` and ``fields`` for machines.
+
+    Field names must not be those every line has (``ts``, ``level``, ``logger``, ``msg``,
+    ``event``, and a worker's ``worker`` and ``pid``): they would replace them.
+    """
     if logger.isEnabledFor(level):
         logger.log(level, "%s", message, extra={_EVENT: event, _FIELDS: fields})
 
@@ -76,12 +81,24 @@ class JsonFormatter(_Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(self.fields(record), default=str, separators=(",", ":"))
+        fields = {
+            # NaN and infinities are not JSON: write them as text.
+            key: str(value) if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in self.fields(record).items()
+        }
+        return json.dumps(fields, default=str, separators=(",", ":"))
 
 
 def _kv_value(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text and not any(c in text for c in ' ="\n\t\\'):
+    """A value as logfmt writes it: bare when it is safe to, else a JSON string."""
+    if isinstance(value, str):
+        text = value
+    elif value is None or isinstance(value, (bool, int, float, list, tuple, dict)):
+        text = json.dumps(value, default=str)
+    else:
+        text = str(value)
+    # Quoted: empty text, and any character that would end or split the value or the line.
+    if text and not any(c in '="\\' or c.isspace() or not c.isprintable() for c in text):
         return text
     return json.dumps(text)
 

@@ -328,13 +328,6 @@ def test_reload_without_a_reloader_is_unavailable(token_file: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lookupd/server.py serve(): its reload() returns None until the Loader has loaded "
-    "(loader None or loader.current None), and AdminServicer.Reload (lookupd/admin.py) then "
-    "reads outcome.answerer: an admin Reload during startup ends UNKNOWN ('NoneType' object "
-    "has no attribute 'answerer') instead of UNAVAILABLE 'data not loaded yet'",
-)
 def test_reload_before_the_first_load_is_unavailable(token_file: Path) -> None:
     # What serve() passes as reload before its Loader has loaded.
     def not_loaded_yet(trigger: str) -> None:
