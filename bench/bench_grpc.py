@@ -199,10 +199,9 @@ def _requests(kind: str, batch: int) -> list[Any]:
     return out
 
 
-def _stub(target: str) -> Any:
+def _channel(target: str) -> Any:
+    """A connected channel with a connection of its own (not shared with other channels)."""
     import grpc
-
-    from lookupd.v1 import lookup_pb2_grpc
 
     channel = grpc.insecure_channel(
         target,
@@ -212,7 +211,13 @@ def _stub(target: str) -> Any:
         ],
     )
     grpc.channel_ready_future(channel).result(timeout=30)
-    return lookup_pb2_grpc.LookupServiceStub(channel)
+    return channel
+
+
+def _stub(target: str) -> Any:
+    from lookupd.v1 import lookup_pb2_grpc
+
+    return lookup_pb2_grpc.LookupServiceStub(_channel(target))
 
 
 def _latency(target: str) -> list[float]:

@@ -65,6 +65,7 @@ import numpy as np
 _bench_grpc: Any = importlib.import_module("bench_grpc")
 _fmt = _bench_grpc._fmt
 _requests = _bench_grpc._requests
+_rollup = importlib.import_module("bench_snapshot")._rollup
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261125
@@ -130,14 +131,6 @@ def _cpu_s(pids: list[int]) -> float:
     return total / _TICKS
 
 
-def _rollup(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        name, value = line.split(":", 1)
-        fields[name] = int(value.split()[0])
-    return fields
-
-
 # ---------------------------------------------------------------------------------------
 # Connections
 
@@ -152,18 +145,9 @@ class Connection:
 
 def _connect(target: str) -> Connection:
     """A channel with its own connection (``grpc.use_local_subchannel_pool``), connected."""
-    import grpc
-
     from lookupd.v1 import lookup_pb2_grpc
 
-    channel = grpc.insecure_channel(
-        target,
-        options=[
-            ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.use_local_subchannel_pool", 1),
-        ],
-    )
-    grpc.channel_ready_future(channel).result(timeout=30)
+    channel = _bench_grpc._channel(target)
     stub = lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
     return Connection(channel, stub)
 

@@ -278,8 +278,8 @@ def test_the_reload_command(tmp_path: Path) -> None:
         "--admin-token-file",
         str(token),
     )
-    command = [sys.executable, "-m", "lookupd", "reload", "--server", server.target]
     try:
+        command = [sys.executable, "-m", "lookupd", "reload", "--server", server.target]
         with Client(server.target, timeout_s=_TIMEOUT_S) as client:
             client.wait_until_serving(_TIMEOUT_S)
             refused = subprocess.run(command, capture_output=True, env=child_env(), check=False)
