@@ -27,6 +27,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from lookupd._search_py import (
     JUMP_BITS_V4,
     JUMP_BITS_V6,
+    _check_answer_v4,
     _check_jump,
     _check_lengths,
     _check_rows,
@@ -47,6 +48,7 @@ __all__ = [
     "jump_table_v4",
     "jump_table_v6",
     "lookup_many",
+    "answer_packed_v4",
 ]
 
 cdef extern from *:
@@ -56,6 +58,11 @@ cdef extern from *:
     #endif
     typedef unsigned __int128 lookupd_u128;
 
+    /* 4 bytes in network order at any alignment: compilers make this one load + bswap. */
+    static inline uint32_t lookupd_load_be32(const uint8_t* p) {
+        return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    }
+
     /* Shifts and an or: two plain 64-bit loads, no 16-byte alignment asked of numpy. */
     static inline lookupd_u128 lookupd_u128_from(uint64_t high, uint64_t low) {
         return ((lookupd_u128)high << 64) | low;
@@ -64,6 +71,7 @@ cdef extern from *:
     # Cython passes the type through to C untouched; it never becomes a Python object.
     ctypedef unsigned long long _u128 "lookupd_u128"
     _u128 _u128_from "lookupd_u128_from"(uint64_t high, uint64_t low) noexcept nogil
+    uint32_t _load_be32 "lookupd_load_be32"(const uint8_t* p) noexcept nogil
 
 
 cdef extern from "Python.h":
@@ -84,6 +92,7 @@ cdef enum:
     # lookupd._constants: Status.OK, Status.NOT_FOUND, UNKNOWN_LABEL.
     _STATUS_OK = 0
     _STATUS_NOT_FOUND = 1
+    _STATUS_RESERVED = 3
     _UNKNOWN_LABEL = 0
     # ::ffff:0:0/96: the key (0, 0xFFFF_xxxx_xxxx) is the IPv4 address in its low 32 bits.
     _MAPPED_TAG = 0xFFFF
@@ -355,6 +364,85 @@ def lookup_many(
                 &keys[done, 0], &status[done], &out[done], min(<Py_ssize_t>_CHUNK, total - done),
             )
             done += _CHUNK
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def answer_packed_v4(
+    const uint32_t[::1] starts,
+    const uint32_t[::1] jump,
+    const uint16_t[::1] labels,
+    const uint32_t[::1] reserved_starts,
+    const uint32_t[::1] reserved_jump,
+    const uint8_t[::1] reserved_flags,
+    const uint16_t[::1] codes,
+    const uint8_t[::1] status_codes,
+    const uint8_t[::1] packed,
+    uint16_t[::1] out_codes,
+    uint8_t[::1] out_status,
+) -> None:
+    """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
+
+    Per address: its label from the table, or 0 where ``reserved_flags`` marks its segment
+    of the reserved table; ``out_codes`` gets ``codes[label]`` and ``out_status`` gets
+    ``status_codes[status]``, status being ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``.
+
+    Raises:
+        ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
+            ``reserved_flags`` not one per reserved segment, ``status_codes`` shorter than 4,
+            ``codes`` with fewer than 65,536 entries (one per possible label), or outputs of
+            another length than the addresses.
+    """
+    cdef _TableV4 table = _table_v4(starts, jump)
+    cdef _TableV4 reserved = _table_v4(reserved_starts, reserved_jump)
+    _check_answer_v4(
+        starts.shape[0], labels.shape[0], reserved_starts.shape[0], reserved_flags.shape[0],
+        codes.shape[0], status_codes.shape[0], packed.shape[0], out_codes.shape[0],
+        out_status.shape[0],
+    )
+    cdef Py_ssize_t total = packed.shape[0] // 4
+    cdef Py_ssize_t done = 0
+    if total == 0:
+        return
+    with nogil:
+        while done < total:
+            _answer_chunk_v4(
+                &table, &labels[0], &reserved, &reserved_flags[0], &codes[0], &status_codes[0],
+                &packed[4 * done], &out_codes[done], &out_status[done],
+                min(<Py_ssize_t>_CHUNK, total - done),
+            )
+            done += _CHUNK
+
+
+cdef void _answer_chunk_v4(
+    const _TableV4* table,
+    const uint16_t* labels,
+    const _TableV4* reserved,
+    const uint8_t* reserved_flags,
+    const uint16_t* codes,
+    const uint8_t* status_codes,
+    const uint8_t* packed,
+    uint16_t* out_codes,
+    uint8_t* out_status,
+    Py_ssize_t count,
+) noexcept nogil:
+    """Answer ``count`` <= _CHUNK packed addresses: two lockstep searches, then gathers."""
+    cdef uint32_t keys[_CHUNK]
+    cdef int32_t rows[_CHUNK]
+    cdef int32_t reserved_rows[_CHUNK]
+    cdef Py_ssize_t i
+    cdef uint16_t label
+    cdef uint8_t flag
+    for i in range(count):
+        keys[i] = _load_be32(packed + 4 * i)
+    _find_many_v4(table, keys, rows, count)
+    _find_many_v4(reserved, keys, reserved_rows, count)
+    for i in range(count):
+        flag = reserved_flags[reserved_rows[i]] != 0
+        # Arithmetic, not branches: reserved addresses are scattered through a batch.
+        label = labels[rows[i]] * (1 - flag)
+        out_codes[i] = codes[label]
+        out_status[i] = status_codes[(label == _UNKNOWN_LABEL) | (flag * _STATUS_RESERVED)]
 
 
 cdef _TableV4 _table_v4(const uint32_t[::1] starts, const uint32_t[::1] jump) except *:

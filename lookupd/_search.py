@@ -12,6 +12,7 @@ if TYPE_CHECKING or NO_EXTENSIONS:
     from lookupd._search_py import (
         JUMP_BITS_V4,
         JUMP_BITS_V6,
+        answer_packed_v4,
         find_index_v4,
         find_index_v6,
         find_many_v4,
@@ -27,6 +28,7 @@ else:
         from lookupd._search_c import (
             JUMP_BITS_V4,
             JUMP_BITS_V6,
+            answer_packed_v4,
             find_index_v4,
             find_index_v6,
             find_many_v4,
@@ -41,6 +43,7 @@ else:
         from lookupd._search_py import (
             JUMP_BITS_V4,
             JUMP_BITS_V6,
+            answer_packed_v4,
             find_index_v4,
             find_index_v6,
             find_many_v4,
@@ -56,6 +59,7 @@ __all__ = [
     "CORE",
     "JUMP_BITS_V4",
     "JUMP_BITS_V6",
+    "answer_packed_v4",
     "find_index_v4",
     "find_index_v6",
     "find_many_v4",

@@ -52,3 +52,16 @@ def lookup_many(
     status: npt.NDArray[np.uint8],
     out: npt.NDArray[np.uint16],
 ) -> None: ...
+def answer_packed_v4(
+    starts: npt.NDArray[np.uint32],
+    jump: npt.NDArray[np.uint32],
+    labels: npt.NDArray[np.uint16],
+    reserved_starts: npt.NDArray[np.uint32],
+    reserved_jump: npt.NDArray[np.uint32],
+    reserved_flags: npt.NDArray[np.uint8],
+    codes: npt.NDArray[np.uint16],
+    status_codes: npt.NDArray[np.uint8],
+    packed: bytes | memoryview | npt.NDArray[np.uint8],
+    out_codes: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None: ...

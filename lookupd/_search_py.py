@@ -207,6 +207,95 @@ def lookup_many(
     status[ok & (labels == UNKNOWN_LABEL)] = Status.NOT_FOUND
 
 
+def answer_packed_v4(
+    starts: npt.NDArray[np.uint32],
+    jump: npt.NDArray[np.uint32],
+    labels: npt.NDArray[np.uint16],
+    reserved_starts: npt.NDArray[np.uint32],
+    reserved_jump: npt.NDArray[np.uint32],
+    reserved_flags: npt.NDArray[np.uint8],
+    codes: npt.NDArray[np.uint16],
+    status_codes: npt.NDArray[np.uint8],
+    packed: bytes | memoryview | npt.NDArray[np.uint8],
+    out_codes: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None:
+    """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
+
+    Per address: its label from the table, or 0 where ``reserved_flags`` marks its segment
+    of the reserved table; ``out_codes`` gets ``codes[label]`` and ``out_status`` gets
+    ``status_codes[status]``, status being ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``.
+
+    Raises:
+        ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
+            ``reserved_flags`` not one per reserved segment, ``status_codes`` shorter than 4,
+            ``codes`` with fewer than 65,536 entries (one per possible label), or outputs of
+            another length than the addresses.
+    """
+    _check_table_v4(starts, jump)
+    _check_table_v4(reserved_starts, reserved_jump)
+    for name, array, dtype in (
+        ("labels", labels, np.uint16),
+        ("reserved_flags", reserved_flags, np.uint8),
+        ("codes", codes, np.uint16),
+        ("status_codes", status_codes, np.uint8),
+    ):
+        _check_array(name, array, dtype, 1)
+    _check_array("out_codes", out_codes, np.uint16, 1, writable=True)
+    _check_array("out_status", out_status, np.uint8, 1, writable=True)
+    _check_answer_v4(
+        starts.shape[0],
+        labels.shape[0],
+        reserved_starts.shape[0],
+        reserved_flags.shape[0],
+        codes.shape[0],
+        status_codes.shape[0],
+        np.frombuffer(packed, dtype=np.uint8).shape[0],
+        out_codes.shape[0],
+        out_status.shape[0],
+    )
+    keys = np.frombuffer(packed, dtype=">u4").astype(np.uint32)
+    rows = np.searchsorted(starts, keys, side="right") - 1
+    flags = reserved_flags[np.searchsorted(reserved_starts, keys, side="right") - 1] != 0
+    found = np.where(flags, UNKNOWN_LABEL, labels[rows])
+    status = np.where(
+        flags, Status.RESERVED, np.where(found == UNKNOWN_LABEL, Status.NOT_FOUND, Status.OK)
+    )
+    out_codes[:] = codes[found]
+    out_status[:] = status_codes[status]
+
+
+def _check_answer_v4(
+    starts: int,
+    labels: int,
+    reserved_starts: int,
+    reserved_flags: int,
+    codes: int,
+    status_codes: int,
+    packed_bytes: int,
+    out_codes: int,
+    out_status: int,
+) -> None:
+    """answer_packed_v4's checks beyond the tables' own, on lengths only (the compiled core
+    calls these too, so both cores refuse alike)."""
+    if packed_bytes % 4:
+        msg = f"packed IPv4 input of {packed_bytes} bytes is not a multiple of 4"
+        raise ValueError(msg)
+    _check_lengths(starts=starts, labels=labels)
+    _check_lengths(reserved_starts=reserved_starts, reserved_flags=reserved_flags)
+    _check_lengths(addresses=packed_bytes // 4, out_codes=out_codes, out_status=out_status)
+    # Every uint16 label has a code, so no label can index past the table.
+    if codes < _LABEL_CODES:
+        msg = f"codes needs {_LABEL_CODES:,} entries (one per uint16 label), not {codes:,}"
+        raise ValueError(msg)
+    if status_codes < max(Status) + 1:
+        msg = f"status_codes needs {max(Status) + 1} entries, not {status_codes}"
+        raise ValueError(msg)
+
+
+_LABEL_CODES = 1 << 16
+
+
 def _search_v6(
     starts: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.intp]:

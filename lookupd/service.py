@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 import lookupd
-from lookupd import _search
+from lookupd import _search, reserved
 from lookupd._constants import Status
 from lookupd.database import Database, LookupResult
 from lookupd.errors import InvalidAddressError, LookupdError
@@ -92,6 +92,9 @@ PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
 if int(STATUS_TO_PROTO.max()) >= 0x80:  # pragma: no cover
     raise AssertionError("a lookupd.v1.Status number needs a two-byte varint")
 _STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
+# The reserved flags of the IPv4 reserved table's segments, none set: for a database that
+# does not mark reserved addresses.
+_NO_RESERVED_V4 = np.zeros_like(reserved.SEGMENT_FLAGS_V4)
 # The statuses of a small all-OK batch (read-only: shared by every call).
 _ALL_OK = np.full(SCALAR_MOST, Status.OK, dtype=np.uint8)
 _ALL_OK.flags.writeable = False
@@ -205,6 +208,9 @@ class Answerer:
     """Per label: the ISO 3166-2 subdivision as ``str``; ``""`` where none."""
     version_bytes: bytes = field(init=False, repr=False)
     """The ``LookupResponse.data_version`` field, serialized once."""
+    _codes_by_label: npt.NDArray[np.uint16] = field(init=False, repr=False)
+    """``codes`` padded to every possible ``uint16`` label (``--`` beyond the data's), as
+    the search core's packed answer wants, so that no label can read past it."""
     _country_fields: npt.NDArray[np.object_] = field(init=False, repr=False)
     """Per label: its ``LookupResponse.countries`` element, serialized (tag, length, text)."""
     _country_words: npt.NDArray[np.uint32] | None = field(init=False, repr=False)
@@ -223,6 +229,9 @@ class Answerer:
         codes, texts = _country_tables(self.db.label_names)
         subdivisions = [""] + [split_label(name)[1] or "" for name in self.db.label_names[1:]]
         object.__setattr__(self, "codes", np.frombuffer(codes.tobytes(), dtype=np.uint16))
+        by_label = np.full(1 << 16, self.codes[0], dtype=np.uint16)
+        by_label[: len(self.codes)] = self.codes
+        object.__setattr__(self, "_codes_by_label", by_label)
         object.__setattr__(self, "countries", np.array(texts, dtype=object))
         object.__setattr__(self, "subdivisions", np.array(subdivisions, dtype=object))
         version = pb.DataVersion(id=self.version.id, built_at=self.version.built_at)
@@ -426,7 +435,9 @@ class Answerer:
     ) -> tuple[bytes, bytes]:
         if not data:
             return b"", b""
-        width = _V4_BYTES if version == 4 else _V6_BYTES
+        if version == 4:
+            return self._packed_v4(data, keep_going)
+        width = _V6_BYTES
         step = CHUNK_ADDRESSES * width
         if len(data) <= step:
             result = self.db.lookup(data, version=version)  # type: ignore[arg-type]
@@ -441,6 +452,33 @@ class Answerer:
             codes.append(self.codes[result.labels].tobytes())
             status.append(STATUS_TO_PROTO[result.status].tobytes())
         return b"".join(codes), b"".join(status)
+
+    def _packed_v4(self, data: bytes, keep_going: Callable[[], bool] | None) -> tuple[bytes, bytes]:
+        """Packed IPv4 answered in one pass of the search core (search, reserved check,
+        country code and status bytes): 3x less work than composing the steps in numpy."""
+        count = len(data) // _V4_BYTES
+        codes = np.empty(count, dtype=np.uint16)
+        status = np.empty(count, dtype=np.uint8)
+        flags = reserved.SEGMENT_FLAGS_V4 if self.db.mark_reserved else _NO_RESERVED_V4
+        view = memoryview(data)
+        for start in range(0, count, CHUNK_ADDRESSES):
+            if start and keep_going is not None and not keep_going():
+                raise CallAbandonedError("the caller stopped waiting")
+            end = min(count, start + CHUNK_ADDRESSES)
+            _search.answer_packed_v4(
+                self.db.v4.starts,  # type: ignore[arg-type]
+                self.db.v4.jump,
+                self.db.v4.labels,
+                reserved.TABLE_V4.starts,  # type: ignore[arg-type]
+                reserved.TABLE_V4.jump,
+                flags,
+                self._codes_by_label,
+                STATUS_TO_PROTO,
+                view[start * _V4_BYTES : end * _V4_BYTES],
+                codes[start:end],
+                status[start:end],
+            )
+        return codes.tobytes(), status.tobytes()
 
     def check(
         self,
