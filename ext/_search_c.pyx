@@ -375,6 +375,7 @@ def answer_packed_v4(
     const uint32_t[::1] reserved_starts,
     const uint32_t[::1] reserved_jump,
     const uint8_t[::1] reserved_flags,
+    const uint8_t[::1] reserved_prefixes,
     const uint16_t[::1] codes,
     const uint8_t[::1] status_codes,
     const uint8_t[::1] packed,
@@ -383,22 +384,24 @@ def answer_packed_v4(
 ) -> None:
     """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
 
-    Per address: its label from the table, or 0 where ``reserved_flags`` marks its segment
-    of the reserved table; ``out_codes`` gets ``codes[label]`` and ``out_status`` gets
-    ``status_codes[status]``, status being ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``.
+    Per address: its label from the table, or 0 where it is reserved; ``out_codes`` gets
+    ``codes[label]`` and ``out_status`` gets ``status_codes[status]``, status being
+    ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``. Reserved: ``reserved_prefixes[key >> 16]``
+    says 0 (none of the /16), 1 (all of it) or 2 (some: then ``reserved_flags`` of the key's
+    segment of the reserved table decides, which 5 of the 65,536 /16s need).
 
     Raises:
         ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
-            ``reserved_flags`` not one per reserved segment, ``status_codes`` shorter than 4,
-            ``codes`` with fewer than 65,536 entries (one per possible label), or outputs of
-            another length than the addresses.
+            ``reserved_flags`` not one per reserved segment, ``reserved_prefixes`` or
+            ``codes`` with fewer than 65,536 entries, ``status_codes`` shorter than 4, or
+            outputs of another length than the addresses.
     """
     cdef _TableV4 table = _table_v4(starts, jump)
     cdef _TableV4 reserved = _table_v4(reserved_starts, reserved_jump)
     _check_answer_v4(
         starts.shape[0], labels.shape[0], reserved_starts.shape[0], reserved_flags.shape[0],
-        codes.shape[0], status_codes.shape[0], packed.shape[0], out_codes.shape[0],
-        out_status.shape[0],
+        reserved_prefixes.shape[0], codes.shape[0], status_codes.shape[0], packed.shape[0],
+        out_codes.shape[0], out_status.shape[0],
     )
     cdef Py_ssize_t total = packed.shape[0] // 4
     cdef Py_ssize_t done = 0
@@ -407,7 +410,8 @@ def answer_packed_v4(
     with nogil:
         while done < total:
             _answer_chunk_v4(
-                &table, &labels[0], &reserved, &reserved_flags[0], &codes[0], &status_codes[0],
+                &table, &labels[0], &reserved, &reserved_flags[0], &reserved_prefixes[0],
+                &codes[0], &status_codes[0],
                 &packed[4 * done], &out_codes[done], &out_status[done],
                 min(<Py_ssize_t>_CHUNK, total - done),
             )
@@ -419,6 +423,7 @@ cdef void _answer_chunk_v4(
     const uint16_t* labels,
     const _TableV4* reserved,
     const uint8_t* reserved_flags,
+    const uint8_t* reserved_prefixes,
     const uint16_t* codes,
     const uint8_t* status_codes,
     const uint8_t* packed,
@@ -426,19 +431,21 @@ cdef void _answer_chunk_v4(
     uint8_t* out_status,
     Py_ssize_t count,
 ) noexcept nogil:
-    """Answer ``count`` <= _CHUNK packed addresses: two lockstep searches, then gathers."""
+    """Answer ``count`` <= _CHUNK packed addresses: a lockstep search, then gathers."""
     cdef uint32_t keys[_CHUNK]
     cdef int32_t rows[_CHUNK]
-    cdef int32_t reserved_rows[_CHUNK]
+    cdef int32_t reserved_row
     cdef Py_ssize_t i
     cdef uint16_t label
     cdef uint8_t flag
     for i in range(count):
         keys[i] = _load_be32(packed + 4 * i)
     _find_many_v4(table, keys, rows, count)
-    _find_many_v4(reserved, keys, reserved_rows, count)
     for i in range(count):
-        flag = reserved_flags[reserved_rows[i]] != 0
+        flag = reserved_prefixes[keys[i] >> 16]
+        if flag > 1:  # a /16 only partly reserved: rare, so the branch predicts well
+            _find_many_v4(reserved, &keys[i], &reserved_row, 1)
+            flag = reserved_flags[reserved_row] != 0
         # Arithmetic, not branches: reserved addresses are scattered through a batch.
         label = labels[rows[i]] * (1 - flag)
         out_codes[i] = codes[label]

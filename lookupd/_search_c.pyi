@@ -59,6 +59,7 @@ def answer_packed_v4(
     reserved_starts: npt.NDArray[np.uint32],
     reserved_jump: npt.NDArray[np.uint32],
     reserved_flags: npt.NDArray[np.uint8],
+    reserved_prefixes: npt.NDArray[np.uint8],
     codes: npt.NDArray[np.uint16],
     status_codes: npt.NDArray[np.uint8],
     packed: bytes | memoryview | npt.NDArray[np.uint8],

@@ -214,6 +214,7 @@ def answer_packed_v4(
     reserved_starts: npt.NDArray[np.uint32],
     reserved_jump: npt.NDArray[np.uint32],
     reserved_flags: npt.NDArray[np.uint8],
+    reserved_prefixes: npt.NDArray[np.uint8],
     codes: npt.NDArray[np.uint16],
     status_codes: npt.NDArray[np.uint8],
     packed: bytes | memoryview | npt.NDArray[np.uint8],
@@ -222,21 +223,24 @@ def answer_packed_v4(
 ) -> None:
     """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
 
-    Per address: its label from the table, or 0 where ``reserved_flags`` marks its segment
-    of the reserved table; ``out_codes`` gets ``codes[label]`` and ``out_status`` gets
-    ``status_codes[status]``, status being ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``.
+    Per address: its label from the table, or 0 where it is reserved; ``out_codes`` gets
+    ``codes[label]`` and ``out_status`` gets ``status_codes[status]``, status being
+    ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``. Reserved: ``reserved_prefixes[key >> 16]``
+    says 0 (none of the /16), 1 (all of it) or 2 (some: then ``reserved_flags`` of the key's
+    segment of the reserved table decides).
 
     Raises:
         ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
-            ``reserved_flags`` not one per reserved segment, ``status_codes`` shorter than 4,
-            ``codes`` with fewer than 65,536 entries (one per possible label), or outputs of
-            another length than the addresses.
+            ``reserved_flags`` not one per reserved segment, ``reserved_prefixes`` or
+            ``codes`` with fewer than 65,536 entries, ``status_codes`` shorter than 4, or
+            outputs of another length than the addresses.
     """
     _check_table_v4(starts, jump)
     _check_table_v4(reserved_starts, reserved_jump)
     for name, array, dtype in (
         ("labels", labels, np.uint16),
         ("reserved_flags", reserved_flags, np.uint8),
+        ("reserved_prefixes", reserved_prefixes, np.uint8),
         ("codes", codes, np.uint16),
         ("status_codes", status_codes, np.uint8),
     ):
@@ -248,6 +252,7 @@ def answer_packed_v4(
         labels.shape[0],
         reserved_starts.shape[0],
         reserved_flags.shape[0],
+        reserved_prefixes.shape[0],
         codes.shape[0],
         status_codes.shape[0],
         np.frombuffer(packed, dtype=np.uint8).shape[0],
@@ -256,7 +261,10 @@ def answer_packed_v4(
     )
     keys = np.frombuffer(packed, dtype=">u4").astype(np.uint32)
     rows = np.searchsorted(starts, keys, side="right") - 1
-    flags = reserved_flags[np.searchsorted(reserved_starts, keys, side="right") - 1] != 0
+    flags = reserved_prefixes[keys >> 16]  # a copy (fancy index): written below
+    mixed = flags > 1
+    segments = np.searchsorted(reserved_starts, keys[mixed], side="right") - 1
+    flags[mixed] = reserved_flags[segments] != 0
     found = np.where(flags, UNKNOWN_LABEL, labels[rows])
     status = np.where(
         flags, Status.RESERVED, np.where(found == UNKNOWN_LABEL, Status.NOT_FOUND, Status.OK)
@@ -270,6 +278,7 @@ def _check_answer_v4(
     labels: int,
     reserved_starts: int,
     reserved_flags: int,
+    reserved_prefixes: int,
     codes: int,
     status_codes: int,
     packed_bytes: int,
@@ -284,6 +293,12 @@ def _check_answer_v4(
     _check_lengths(starts=starts, labels=labels)
     _check_lengths(reserved_starts=reserved_starts, reserved_flags=reserved_flags)
     _check_lengths(addresses=packed_bytes // 4, out_codes=out_codes, out_status=out_status)
+    if reserved_prefixes < _LABEL_CODES:
+        msg = (
+            f"reserved_prefixes needs {_LABEL_CODES:,} entries (one per /16), "
+            f"not {reserved_prefixes:,}"
+        )
+        raise ValueError(msg)
     # Every uint16 label has a code, so no label can index past the table.
     if codes < _LABEL_CODES:
         msg = f"codes needs {_LABEL_CODES:,} entries (one per uint16 label), not {codes:,}"

@@ -92,9 +92,11 @@ PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
 if int(STATUS_TO_PROTO.max()) >= 0x80:  # pragma: no cover
     raise AssertionError("a lookupd.v1.Status number needs a two-byte varint")
 _STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
-# The reserved flags of the IPv4 reserved table's segments, none set: for a database that
-# does not mark reserved addresses.
-_NO_RESERVED_V4 = np.zeros_like(reserved.SEGMENT_FLAGS_V4)
+# What answer_packed_v4 reads to mark reserved IPv4 addresses: a flag per /16 (0 none, 1
+# all, 2 some), then one per segment of the reserved table; none set for a database that
+# does not mark them.
+_RESERVED_PREFIXES_V4 = np.frombuffer(reserved.PREFIX_FLAGS_V4, dtype=np.uint8)
+_NO_RESERVED_PREFIXES_V4 = np.zeros(1 << 16, dtype=np.uint8)
 # The statuses of a small all-OK batch (read-only: shared by every call).
 _ALL_OK = np.full(SCALAR_MOST, Status.OK, dtype=np.uint8)
 _ALL_OK.flags.writeable = False
@@ -459,7 +461,8 @@ class Answerer:
         count = len(data) // _V4_BYTES
         codes = np.empty(count, dtype=np.uint16)
         status = np.empty(count, dtype=np.uint8)
-        flags = reserved.SEGMENT_FLAGS_V4 if self.db.mark_reserved else _NO_RESERVED_V4
+        marked = self.db.mark_reserved
+        prefixes = _RESERVED_PREFIXES_V4 if marked else _NO_RESERVED_PREFIXES_V4
         view = memoryview(data)
         for start in range(0, count, CHUNK_ADDRESSES):
             if start and keep_going is not None and not keep_going():
@@ -471,7 +474,8 @@ class Answerer:
                 self.db.v4.labels,
                 reserved.TABLE_V4.starts,  # type: ignore[arg-type]
                 reserved.TABLE_V4.jump,
-                flags,
+                reserved.SEGMENT_FLAGS_V4,
+                prefixes,
                 self._codes_by_label,
                 STATUS_TO_PROTO,
                 view[start * _V4_BYTES : end * _V4_BYTES],

@@ -20,11 +20,31 @@ from lookupd.service import STATUS_TO_PROTO, Answerer
 _DB = lookupd.open()
 _ANSWERER = Answerer.load(_DB)
 _CODES = _ANSWERER._codes_by_label
-_EDGES = [0, 1, 0x0A00_0000, 0x0AFF_FFFF, 0x7F00_0001, 0xC0A8_0001, 0xFFFF_FFFE, 0xFFFF_FFFF]
+_PREFIXES = np.frombuffer(reserved.PREFIX_FLAGS_V4, dtype=np.uint8)
+# Ends of the space, whole reserved /8s and /16s, and the /16s only partly reserved
+# (192.0.0.0/24 and 192.0.2.0/24 in 192.0/16, 198.51.100.0/24, 203.0.113.0/24, 255.255.255.255).
+_EDGES = [
+    0,
+    1,
+    0x0A00_0000,
+    0x0AFF_FFFF,
+    0x7F00_0001,
+    0xC0A8_0001,
+    0xC000_0001,
+    0xC000_0101,
+    0xC000_0201,
+    0xC000_0301,
+    0xC633_6401,
+    0xC633_6501,
+    0xCB00_7101,
+    0xCB00_7201,
+    0xFFFF_FFFE,
+    0xFFFF_FFFF,
+]
 
 
 def _answer(
-    core: ModuleType, db: Database, keys: npt.NDArray[np.uint32], flags: Any
+    core: ModuleType, db: Database, keys: npt.NDArray[np.uint32], prefixes: Any
 ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
     codes = np.empty(keys.shape[0], dtype=np.uint16)
     status = np.empty(keys.shape[0], dtype=np.uint8)
@@ -34,7 +54,8 @@ def _answer(
         db.v4.labels,
         reserved.TABLE_V4.starts,
         reserved.TABLE_V4.jump,
-        flags,
+        reserved.SEGMENT_FLAGS_V4,
+        prefixes,
         _CODES,
         STATUS_TO_PROTO,
         keys.astype(">u4").tobytes(),
@@ -56,7 +77,7 @@ def _composed(
 @example(_EDGES)
 def test_equals_the_composed_lookup(search_core: ModuleType, values: list[int]) -> None:
     keys = np.array(values, dtype=np.uint32)
-    codes, status = _answer(search_core, _DB, keys, reserved.SEGMENT_FLAGS_V4)
+    codes, status = _answer(search_core, _DB, keys, _PREFIXES)
     want_codes, want_status = _composed(_DB, keys)
     assert codes.tolist() == want_codes.tolist()
     assert status.tolist() == want_status.tolist()
@@ -65,7 +86,7 @@ def test_equals_the_composed_lookup(search_core: ModuleType, values: list[int]) 
 def test_without_reserved_marking(search_core: ModuleType) -> None:
     db = lookupd.open(mark_reserved=False)
     keys = np.array(_EDGES + list(range(0x0100_0000, 0x0100_0400)), dtype=np.uint32)
-    codes, status = _answer(search_core, db, keys, np.zeros_like(reserved.SEGMENT_FLAGS_V4))
+    codes, status = _answer(search_core, db, keys, np.zeros(1 << 16, dtype=np.uint8))
     want_codes, want_status = _composed(db, keys)
     assert codes.tolist() == want_codes.tolist()
     assert status.tolist() == want_status.tolist()
@@ -74,7 +95,7 @@ def test_without_reserved_marking(search_core: ModuleType) -> None:
 def test_many_chunks_and_a_partial_lane(search_core: ModuleType) -> None:
     rng = np.random.default_rng(7)
     keys = rng.integers(0, 1 << 32, 256 * 9 + 5, dtype=np.uint64).astype(np.uint32)
-    codes, status = _answer(search_core, _DB, keys, reserved.SEGMENT_FLAGS_V4)
+    codes, status = _answer(search_core, _DB, keys, _PREFIXES)
     want_codes, want_status = _composed(_DB, keys)
     assert np.array_equal(codes, want_codes)
     assert np.array_equal(status, want_status)
@@ -96,6 +117,7 @@ def _call(core: ModuleType, **changes: Any) -> None:
         "reserved_starts": reserved.TABLE_V4.starts,
         "reserved_jump": reserved.TABLE_V4.jump,
         "reserved_flags": reserved.SEGMENT_FLAGS_V4,
+        "reserved_prefixes": _PREFIXES,
         "codes": _CODES,
         "status_codes": STATUS_TO_PROTO,
         "packed": b"\x01\x01\x01\x01" * 3,
@@ -116,6 +138,7 @@ def _call(core: ModuleType, **changes: Any) -> None:
         ({"status_codes": STATUS_TO_PROTO[:2].copy()}, "status_codes needs 4 entries"),
         ({"reserved_flags": reserved.SEGMENT_FLAGS_V4[:-1].copy()}, "reserved_flags"),
         ({"labels": _DB.v4.labels[:-1].copy()}, "labels"),
+        ({"reserved_prefixes": _PREFIXES[:256].copy()}, "reserved_prefixes needs 65,536"),
     ],
 )
 def test_bad_arguments_are_refused_alike(
