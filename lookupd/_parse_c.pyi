@@ -13,6 +13,11 @@ lookupd._parse_py lists it exactly. ``bytes`` items are ASCII text, not packed a
 ``parse_many`` and ``parse_one`` strip nothing; ``parse_lines`` splits ``text`` on ``b"\\n"``
 (as ``count_lines`` counts) and strips spaces, tabs and ``\\r`` around each line, and a blank
 line is an invalid item. ``parse_lines`` runs without the GIL.
+
+``scan_fields`` / ``parse_fields`` read the addresses of a serialized protobuf message (a
+``repeated string`` field) straight from its bytes, so a server needs no ``str`` per address:
+``scan_fields`` counts the field (and the others; -1 for malformed wire format),
+``parse_fields`` parses each occurrence as ``parse_many`` parses a ``bytes`` item.
 """
 
 from collections.abc import Sequence
@@ -32,3 +37,10 @@ def parse_lines(
     status: npt.NDArray[np.uint8],
 ) -> int: ...
 def parse_one(item: str | bytes) -> int | None: ...
+def scan_fields(message: bytes | bytearray | memoryview, field: int) -> tuple[int, int]: ...
+def parse_fields(
+    message: bytes | bytearray | memoryview,
+    field: int,
+    keys: npt.NDArray[np.uint64],
+    status: npt.NDArray[np.uint8],
+) -> int: ...

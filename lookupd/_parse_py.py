@@ -149,6 +149,121 @@ def parse_lines(
     return _fill((_key_of_item(line.strip(_LINE_BLANKS)) for line in lines), rows, codes)
 
 
+def scan_fields(message: bytes | bytearray | memoryview, field: int) -> tuple[int, int]:
+    """Count the fields of a serialized protobuf message without decoding it.
+
+    Returns:
+        (occurrences of field number ``field`` as a length-delimited field, occurrences of
+        every other field), or (-1, -1) if ``message`` is not well-formed wire format: a
+        truncated varint or field, a length past the end, a group, field number 0, or
+        ``field`` with another wire type.
+
+    Raises:
+        TypeError: if ``message`` is not a buffer.
+        ValueError: if ``message`` is not a C-contiguous 1-D buffer of bytes.
+    """
+    fields = _fields(_text_bytes(message), field)
+    if fields is None:
+        return -1, -1
+    return len(fields[0]), fields[1]
+
+
+def parse_fields(
+    message: bytes | bytearray | memoryview,
+    field: int,
+    keys: npt.NDArray[np.uint64],
+    status: npt.NDArray[np.uint8],
+) -> int:
+    """Parse each length-delimited field ``field`` of a protobuf message as an address.
+
+    Each field's bytes are parsed as :func:`parse_many` parses a ``bytes`` item: exactly,
+    nothing stripped. Other fields are skipped. (The compiled core runs this without the
+    GIL; this twin holds it.)
+
+    Args:
+        message: the serialized message (a C-contiguous bytes-like object).
+        keys: C-contiguous, writable ``uint64`` array of shape (count, 2), count being
+            the first number :func:`scan_fields` returns.
+        status: C-contiguous, writable ``uint8`` array of length count.
+
+    Returns:
+        The number of invalid addresses.
+
+    Raises:
+        TypeError: if an argument is not a buffer.
+        ValueError: if ``message`` is not well-formed (see :func:`scan_fields`), or
+            ``keys``/``status`` does not have one row per field or has the wrong shape,
+            dtype or layout, or is read-only.
+    """
+    data = _text_bytes(message)
+    rows = _key_rows(keys)
+    codes = _status_bytes(status)
+    fields = _fields(data, field)
+    if fields is None:
+        msg = "message is not well-formed protobuf wire format"
+        raise ValueError(msg)
+    _check_outputs(len(fields[0]), "fields", rows, codes)
+    return _fill((_key_of_item(item) for item in fields[0]), rows, codes)
+
+
+_MAX_FIELD_NUMBER = (1 << 29) - 1
+
+
+def _fields(data: bytes, field: int) -> tuple[list[bytes], int] | None:
+    """The payloads of length-delimited field ``field`` and the count of other fields, or
+    None if ``data`` is not well-formed wire format."""
+    payloads: list[bytes] = []
+    others = 0
+    at = 0
+    while at < len(data):
+        tag, at = _varint(data, at)
+        if at < 0:
+            return None
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or number > _MAX_FIELD_NUMBER:
+            return None
+        if wire == 2:
+            length, at = _varint(data, at)
+            if at < 0 or length > len(data) - at:
+                return None
+            if number == field:
+                payloads.append(data[at : at + length])
+            else:
+                others += 1
+            at += length
+            continue
+        if number == field:
+            return None
+        if wire == 0:
+            _, at = _varint(data, at)
+            if at < 0:
+                return None
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            if len(data) - at < width:
+                return None
+            at += width
+        else:  # groups (3, 4) and the unassigned wire types 6 and 7
+            return None
+        others += 1
+    return payloads, others
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """Decode the varint at ``at``: (value, position after it), or (0, -1) if it runs past
+    the end or past 10 bytes."""
+    value = 0
+    for shift in range(0, 64, 7):
+        if at >= len(data):
+            return 0, -1
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value & _LOW_64, at
+    return 0, -1
+
+
 def _key_of_item(item: object) -> int | None:
     """Return the key of an address item, or None for anything that is not one."""
     if isinstance(item, str):

@@ -318,6 +318,14 @@ class Database:
         code: str | None = self._codes[label]
         return code
 
+    def lookup_parsed(
+        self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
+    ) -> LookupResult:
+        """Look up keys a parser wrote (``lookupd._parse``: 128-bit rows, IPv4-mapped for
+        IPv4, and a status per row); ``status`` is updated in place and kept by the result.
+        """
+        return self._lookup_keys(keys, status)
+
     def _lookup_keys(
         self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
     ) -> LookupResult:

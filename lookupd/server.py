@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -121,21 +122,32 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         """Answer a batch of text addresses."""
         return pb.LookupResponse.FromString(self.lookup_encoded(request, context))
 
-    def lookup_encoded(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> bytes:
+    def lookup_encoded(
+        self, request: pb.LookupRequest | bytes, context: grpc.ServicerContext
+    ) -> bytes:
         """Answer a batch of text addresses with the serialized response.
 
-        What the server registers for ``Lookup`` (with a pass-through serializer): the
-        answer is encoded from per-label tables, not built as a message (see
-        :meth:`Answerer.lookup_text_encoded`).
+        What the server registers for ``Lookup``, with pass-through (de)serializers: a
+        large request is read straight from its bytes (:meth:`Answerer.
+        lookup_request_answer`), others are decoded; the answer is encoded from per-label
+        tables, not built as a message (see :meth:`Answerer.lookup_text_encoded`).
         """
         started = time.perf_counter()
         answerer = self._current(context, "Lookup", started)
         try:
-            encoded, status = answerer.lookup_text_answer(
-                request.addresses,
-                subdivisions=request.include_subdivisions,
-                keep_going=context.is_active,
-            )
+            answer = None
+            if isinstance(request, bytes):
+                answer = answerer.lookup_request_answer(request, keep_going=context.is_active)
+                if answer is None:
+                    request = _decode_lookup_request(request)
+            if answer is None:
+                assert not isinstance(request, bytes)  # decoded just above
+                answer = answerer.lookup_text_answer(
+                    request.addresses,
+                    subdivisions=request.include_subdivisions,
+                    keep_going=context.is_active,
+                )
+            encoded, status = answer
         except Exception as exc:  # every failure ends the call with a status
             self._abort(context, "Lookup", started, exc)
         if self._metrics is not None:
@@ -260,6 +272,14 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         if self._metrics is not None:
             self._metrics.observe_failure(rpc, code.name, time.perf_counter() - started)
         context.abort(code, message)
+
+
+def _decode_lookup_request(message: bytes) -> pb.LookupRequest:
+    try:
+        return pb.LookupRequest.FromString(message)
+    except DecodeError as exc:
+        msg = f"malformed LookupRequest: {exc}"
+        raise BadRequestError(msg) from exc
 
 
 _CODES: dict[type[RequestError], grpc.StatusCode] = {
@@ -429,8 +449,8 @@ class LookupServer:
         self.stop(0, drain_s=0)
 
 
-def _pass_through(response: bytes) -> bytes:
-    return response
+def _pass_through(data: bytes) -> bytes:
+    return data
 
 
 # grpc's handler factory for each (client streams, server streams) shape of an RPC.
@@ -463,7 +483,7 @@ def _add_lookup_service(
             behaviour = _in_pool(behaviour, stream_pool)
         handlers[method.name] = factory(
             behaviour,
-            request_deserializer=request_type.FromString,
+            request_deserializer=_pass_through if encoded else request_type.FromString,
             response_serializer=_pass_through if encoded else response_type.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

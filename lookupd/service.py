@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 import lookupd
-from lookupd import _search, reserved
+from lookupd import _parse, _search, reserved
 from lookupd._constants import Status
 from lookupd.database import Database, LookupResult
 from lookupd.errors import InvalidAddressError, LookupdError
@@ -50,6 +50,8 @@ _PAGE_BYTES = 4096
 # (about 12 us of fixed numpy and argument costs even for one address).
 SCALAR_MOST = 8
 # lookupd.v1.LookupResponse field tags (field number << 3 | wire type 2, length-delimited).
+# LookupRequest.addresses: the field lookup_request_answer reads from the raw message.
+_FIELD_ADDRESSES: int = pb.LookupRequest.DESCRIPTOR.fields_by_name["addresses"].number
 _TAG_COUNTRIES = 1 << 3 | 2
 _TAG_STATUS = 2 << 3 | 2  # packed repeated enum
 _TAG_DATA_VERSION = 3 << 3 | 2
@@ -358,7 +360,6 @@ class Answerer:
             encoded = self._scalar_encoded(items)
             if encoded is not None:
                 return encoded, _ALL_OK[: len(items)]
-        parts = []
         labels_parts = []
         status_parts = []
         for start in range(0, len(items), CHUNK_ADDRESSES):
@@ -367,10 +368,57 @@ class Answerer:
             result = self.db.lookup(items[start : start + CHUNK_ADDRESSES])
             labels_parts.append(result.labels)
             status_parts.append(result.status)
+        return self._encode_text_answer(labels_parts, status_parts, subdivisions)
+
+    def lookup_request_answer(
+        self,
+        message: bytes,
+        *,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, npt.NDArray[np.uint8]] | None:
+        """Answer a serialized ``LookupRequest`` straight from its bytes, or return None.
+
+        The addresses are parsed in place from the message (:func:`lookupd._parse.
+        parse_fields`): protobuf would first make a ``str`` of each, which costs more than
+        the rest of the answer (300 us for 10,000). None, for the caller to decode the
+        message as usual, when it holds anything but addresses (``include_subdivisions``,
+        unknown fields), is malformed (protobuf then says what is wrong), or is small
+        (the per-address path of :meth:`lookup_text_answer` is faster there).
+
+        Raises:
+            BadRequestError: the batch is over the limit.
+            CallAbandonedError: ``keep_going`` said stop between chunks.
+        """
+        count, others = _parse.scan_fields(message, _FIELD_ADDRESSES)
+        if count <= SCALAR_MOST or others:
+            return None
+        self.check_batch(count)
+        keys = np.empty((count, 2), dtype=np.uint64)
+        status = np.empty(count, dtype=np.uint8)
+        _parse.parse_fields(message, _FIELD_ADDRESSES, keys, status)
+        labels_parts = []
+        status_parts = []
+        for start in range(0, count, CHUNK_ADDRESSES):
+            if start and keep_going is not None and not keep_going():
+                raise CallAbandonedError("the caller stopped waiting")
+            end = start + CHUNK_ADDRESSES
+            result = self.db.lookup_parsed(keys[start:end], status[start:end])
+            labels_parts.append(result.labels)
+            status_parts.append(result.status)
+        return self._encode_text_answer(labels_parts, status_parts, subdivisions=False)
+
+    def _encode_text_answer(
+        self,
+        labels_parts: list[npt.NDArray[np.uint16]],
+        status_parts: list[npt.NDArray[np.uint8]],
+        subdivisions: bool,
+    ) -> tuple[bytes, npt.NDArray[np.uint8]]:
+        """The serialized ``LookupResponse`` of the labels and statuses, and the statuses."""
         if not labels_parts:
             return self.version_bytes, _ALL_OK[:0]
         labels = labels_parts[0] if len(labels_parts) == 1 else np.concatenate(labels_parts)
         status = status_parts[0] if len(status_parts) == 1 else np.concatenate(status_parts)
+        parts = []
         words = self._country_words
         if words is None:
             parts.append(b"".join(self._country_fields[labels].tolist()))

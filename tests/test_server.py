@@ -850,3 +850,47 @@ def test_open_streams_do_not_starve_unary_calls(answerer: Answerer) -> None:
                 thread.join(10.0)
         started.channel.close()
         started.server.stop(0)
+
+
+# ---------------------------------------------------------------------------------------
+# Lookup read straight from the request's bytes
+
+
+def test_a_large_text_request_is_answered_from_its_bytes(
+    stub: Any, answerer: Answerer, db: Database
+) -> None:
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 1 << 32, 3000, dtype=np.uint64)
+    batch = [str(ipaddress.IPv4Address(int(k))) for k in keys] + [
+        "bad",
+        "",
+        "2001:4860:4860::8888",
+        "::ffff:1.1.1.1",
+        " 1.1.1.1",
+    ]
+    request = pb.LookupRequest(addresses=batch)
+    # The servicer read these bytes in place: the same answer as decoding them first.
+    assert answerer.lookup_request_answer(request.SerializeToString()) is not None
+    response = stub.Lookup(request, timeout=_TIMEOUT_S)
+    want = db.lookup(batch)
+    assert list(response.countries) == [country or "" for country in want.countries()]
+    assert list(response.status) == STATUS_TO_PROTO[want.status].tolist()
+    assert response.data_version.id == answerer.version.id
+
+
+def test_a_large_request_with_subdivisions_is_decoded_as_usual(
+    stub: Any, answerer: Answerer
+) -> None:
+    request = pb.LookupRequest(addresses=[_OK_V4] * 50, include_subdivisions=True)
+    assert answerer.lookup_request_answer(request.SerializeToString()) is None
+    response = stub.Lookup(request, timeout=_TIMEOUT_S)
+    assert list(response.countries) == ["AU"] * 50
+    assert list(response.subdivisions) == [""] * 50
+
+
+def test_a_malformed_request_is_invalid_argument(running: _Running) -> None:
+    call: Any = running.channel.unary_unary("/lookupd.v1.LookupService/Lookup")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(b"\x0a\x05abc", timeout=_TIMEOUT_S)  # a length past the end
+    assert _code_of(caught) == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed LookupRequest" in _details_of(caught)
