@@ -3,6 +3,8 @@
 Run as a script (not collected as pytest-benchmark tests: it needs several processes)::
 
     PYTHONPATH=. python bench/bench_grpc.py [--seconds 1.0] [--rounds 2] [--json out.json]
+    PYTHONPATH=. python bench/bench_grpc.py --only latency --rounds 6
+    PYTHONPATH=. python bench/bench_grpc.py --only packed:1000 --rounds 4 --seconds 1.5
 
 One server process at a time, clients in other processes (spawned), on 127.0.0.1:
 
@@ -304,9 +306,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternations lookupd/echo")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--baseline", help="checkout of another lookupd to measure alongside")
+    parser.add_argument(
+        "--only",
+        metavar="WHAT",
+        help="measure only 'latency' or one MODE:BATCH (e.g. packed:1000), every round "
+        "reported (for many quick alternations: --rounds 6)",
+    )
     args = parser.parse_args()
     if args.serve:
         _serve(args.serve, args.port_file, args.mmdb)
+        return
+    if args.only:
+        _only(args.only, args.rounds, args.seconds)
         return
     workdir = tempfile.mkdtemp()
     mmdb = os.path.join(workdir, "data.mmdb")
@@ -346,6 +357,41 @@ def main() -> None:
     _report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def _only(what: str, rounds: int, seconds: float) -> None:
+    """Alternate echo and lookupd ``rounds`` times on one measurement; print every round."""
+    context = multiprocessing.get_context("spawn")
+    per_round: dict[str, list[str]] = {"echo": [], "lookupd": []}
+    ratios = []
+    with concurrent.futures.ProcessPoolExecutor(_CLIENTS, mp_context=context) as pool:
+        for round_number in range(rounds):
+            kinds = ("echo", "lookupd") if round_number % 2 == 0 else ("lookupd", "echo")
+            values = {}
+            for kind in kinds:
+                server = _Server(kind, mmdb="")
+                try:
+                    if what == "latency":
+                        times = np.array(pool.submit(_latency, server.target).result()) * 1e3
+                        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+                        values[kind] = float(p50)
+                        per_round[kind].append(f"{p50:.3f} / {p99:.3f}")
+                    else:
+                        mode, batch = what.split(":")
+                        rate = _rate(pool, server.target, mode, int(batch), seconds)
+                        values[kind] = rate
+                        per_round[kind].append(_fmt(rate))
+                finally:
+                    server.close()
+            ratios.append(values["lookupd"] / values["echo"])
+    unit = "p50 / p99 ms" if what == "latency" else "addresses/s"
+    print(f"| round | echo {unit} | lookupd {unit} | lookupd / echo |")
+    print("|---:|---:|---:|---:|")
+    for number, (echo, ours, ratio) in enumerate(
+        zip(per_round["echo"], per_round["lookupd"], ratios, strict=True), 1
+    ):
+        print(f"| {number} | {echo} | {ours} | {ratio:.0%} |")
+    print(f"| mean | | | {sum(ratios) / len(ratios):.0%} |")
 
 
 def _report(results: dict[str, Any]) -> None:
