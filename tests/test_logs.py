@@ -413,16 +413,21 @@ def test_configure_rejects_an_unknown_format() -> None:
     assert LOG_FORMATS == ("kv", "json")
 
 
-def test_configure_stops_propagation_so_lines_are_not_doubled(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_configure_stops_propagation_so_lines_are_not_doubled() -> None:
+    # A handler of our own on the root logger, not caplog: pytest also attaches caplog's
+    # handler to loggers that already do not propagate when a test starts (as ``lookupd``
+    # is after any earlier test ran ``lookupd serve``), so caplog would see the line anyway.
     logging.getLogger("lookupd").propagate = True
-    stream = io.StringIO()
-    configure(stream=stream)
-    with caplog.at_level(logging.INFO, logger="lookupd"):
-        log_event(logging.getLogger("lookupd.tests.logs"), logging.INFO, "e", "m")
+    root_records = _Records()
+    logging.getLogger().addHandler(root_records)
+    try:
+        stream = io.StringIO()
+        configure(stream=stream)
+        log_event(logging.getLogger("lookupd.tests.logs"), logging.WARNING, "e", "m")
+    finally:
+        logging.getLogger().removeHandler(root_records)
     assert len(_lines(stream)) == 1
-    assert caplog.records == []  # nothing reached the root logger's handlers
+    assert root_records.records == []  # nothing reached the root logger's handlers
 
 
 # ---------------------------------------------------------------------------------------
