@@ -62,22 +62,30 @@ def file_state(path: Path | None) -> FileState | None:
 
 @dataclass(frozen=True, slots=True)
 class Preloaded:
-    """Data opened ahead of the server (by a supervisor, before it forks its workers, so
-    they share its pages), and the state of its file when it was opened."""
+    """Data and policies loaded ahead of the server, and their files' states then.
+
+    A supervisor loads them before it forks its workers: the workers share the data's
+    pages, and a worker restarted later starts from them even if a file has since been
+    broken (then it catches up with :meth:`Loader.refresh`).
+    """
 
     db: Database
-    state: FileState | None
+    policies: PolicySet
+    states: tuple[FileState | None, FileState | None]
 
 
-def preload(db_path: str | os.PathLike[str] | None) -> Preloaded:
-    """Open the data for :class:`Loader` ``preloaded``.
+def preload(
+    db_path: str | os.PathLike[str] | None, policies_path: str | os.PathLike[str] | None
+) -> Preloaded:
+    """Load the data and the policies for :class:`Loader` ``preloaded``.
 
     Raises:
-        LookupdError: the data cannot be loaded.
+        LookupdError: the data or the policies cannot be loaded.
     """
-    path = Path(db_path) if db_path is not None else None
-    state = file_state(path)
-    return Preloaded(open_database(path), state)
+    data = Path(db_path) if db_path is not None else None
+    policies = Path(policies_path) if policies_path else example_policies_path()
+    states = (file_state(data), file_state(policies))
+    return Preloaded(open_database(data), load_policies(policies), states)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,8 @@ class Loader:
         policies_path: policy file, or None for the example policies shipped with lookupd.
         publish: called with each answerer to serve (the first and every good reload).
         metrics: where reloads are counted, if anywhere.
-        preloaded: the data, already opened (see :func:`preload`), for the first load.
+        preloaded: the data and policies, already loaded (see :func:`preload`), for the
+            first load.
     """
 
     def __init__(
@@ -148,14 +157,16 @@ class Loader:
             LookupdError: the data or the policies cannot be loaded.
         """
         with self._lock:
-            states = self._states()
             preloaded, self._preloaded = self._preloaded, None
             if preloaded is not None:
-                states = (preloaded.state, states[1])
+                states = preloaded.states
+                answerer = Answerer.load(
+                    preloaded.db, preloaded.policies, max_batch=self._max_batch
+                )
+            else:
+                states = self._states()
+                answerer = self._build(None, data=True, policies=True)
             self._read_states = states
-            answerer = self._build(
-                None, data=True, policies=True, db=preloaded.db if preloaded else None
-            )
             self._current = answerer
             self._seen_states = states
         self._publish(answerer)
@@ -251,6 +262,14 @@ class Loader:
         self._log_policy_warnings(answerer)
         return outcome
 
+    def refresh(self) -> ReloadOutcome | None:
+        """Reload what changed since it was read, at once (no wait for the file to hold
+        still); None when nothing did. A worker restarted from preloaded data catches up
+        with the files this way."""
+        if self._states() == self._read_states:
+            return None
+        return self.reload("refresh", only_changed=True)
+
     def poll(self) -> ReloadOutcome | None:
         """One step of the watcher: reload what changed, once its state has held for one
         poll (so a file still being written is left alone); None when nothing is due."""
@@ -280,12 +299,9 @@ class Loader:
     def _states(self) -> tuple[FileState | None, FileState | None]:
         return file_state(self.db_path), file_state(self.policies_path)
 
-    def _build(
-        self, old: Answerer | None, *, data: bool, policies: bool, db: Database | None = None
-    ) -> Answerer:
-        if db is not None:
-            pass
-        elif old is None or (data and self.db_path is not None):
+    def _build(self, old: Answerer | None, *, data: bool, policies: bool) -> Answerer:
+        db: Database
+        if old is None or (data and self.db_path is not None):
             db = open_database(self.db_path)
         else:
             db = old.db

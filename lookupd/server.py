@@ -551,7 +551,8 @@ def serve(
         metrics_address: (host, port) to serve Prometheus metrics on; None: no metrics.
         stop_event: set it to stop (signals set it too when called from the main thread).
         notify_others: called after an admin reload, to reach other worker processes.
-        preloaded: the data, opened already (by a supervisor before forking).
+        preloaded: the data and policies, loaded already (by a supervisor before forking);
+            files changed since are reloaded at once.
         on_serving: called once the data and policies are loaded and calls are answered.
 
     Raises:
@@ -602,6 +603,7 @@ def serve(
         except BaseException:
             server.stop(0, drain_s=0)
             raise
+        loader.refresh()
         if config.watch_interval_s > 0:
             loader.watch(config.watch_interval_s, stop)
         if port_file is not None:

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING
 
 from lookupd.errors import LookupdError
 from lookupd.logs import LogFormat, configure, log_event
-from lookupd.policies import example_policies_path, load_policies
 from lookupd.reload import Preloaded, preload
 from lookupd.server import ServerConfig, serve, write_port_file
 
@@ -159,6 +158,9 @@ class Supervisor:
         self._runtime = ""
         # Workers write a byte here once they serve (the port file waits for all of them).
         self._ready_r = self._ready_w = -1
+        # Whether all the first workers served: until then a worker that cannot start
+        # stops the server; after, it is restarted like any other (its files may be fixed).
+        self._announced = False
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status.
@@ -187,10 +189,9 @@ class Supervisor:
                 directory.mkdir()
                 metrics.enable_multiprocess(directory)
                 self._metrics = metrics.Metrics()
-            # Opened before forking: the workers share these pages. The policies are
-            # checked here too, so a bad file stops the start with its error, once.
-            preloaded = preload(settings.db_path)
-            load_policies(settings.policies_path or example_policies_path())
+            # Loaded before forking: the workers share these pages, a bad file stops the
+            # start with its error once, and a restarted worker starts from them.
+            preloaded = preload(settings.db_path, settings.policies_path)
             self._ready_r, self._ready_w = os.pipe()
             os.set_blocking(self._ready_r, False)
             log_event(
@@ -240,7 +241,6 @@ class Supervisor:
         # Each worker writes a byte on the ready pipe once it serves; the port file is
         # written when all the first ones do, so that it means "answering".
         ready = 0
-        announced = False
         while True:
             now = time.monotonic()
             if self._stopping:
@@ -253,12 +253,12 @@ class Supervisor:
                             _signal(worker.pid, signal.SIGKILL)
                     deadline = now + _EXIT_MARGIN_S
             due = [w.restart_at for w in self._workers if w.restart_at is not None]
-            tick = 1.0 if announced else 0.02
+            tick = 1.0 if self._announced else 0.02
             timeout = max(0.0, min([tick, deadline - now, *(at - now for at in due)]))
             info = signal.sigtimedwait(_SIGNALS, timeout)
             ready += len(self._drain_ready())
-            if not announced and ready >= len(self._workers) and not self._stopping:
-                announced = True
+            if not self._announced and ready >= len(self._workers) and not self._stopping:
+                self._announced = True
                 if self.settings.port_file is not None:
                     write_port_file(Path(self.settings.port_file), port)
                 log_event(_LOGGER, logging.INFO, "serving", f"{ready} workers serving")
@@ -318,7 +318,7 @@ class Supervisor:
                     _LOGGER.warning("worker %d (pid %d) exited with %d", worker.index, pid, code)
                 continue
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
-            if code == EX_CONFIG:
+            if code == EX_CONFIG and not self._announced:
                 _LOGGER.error(
                     "worker %d (pid %d) cannot start (%s): stopping", worker.index, pid, how
                 )

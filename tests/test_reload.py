@@ -218,12 +218,45 @@ def test_default_policies_are_the_packaged_example(files: tuple[Path, Path]) -> 
 
 
 def test_preloaded_data_is_used_and_its_state_kept(files: tuple[Path, Path]) -> None:
-    preloaded = preload(files[0])
+    preloaded = preload(*files)
     loader = Loader(*files, publish=_Published(), preloaded=preloaded)
     answerer = loader.load()
     assert answerer.db is preloaded.db
+    assert answerer.policy_set is preloaded.policies
+    assert loader.refresh() is None
     assert loader.poll() is None
-    assert loader.poll() is None  # the preloaded file's state counts as read
+    assert loader.poll() is None  # the preloaded files' states count as read
+
+
+def test_refresh_catches_up_with_files_changed_since_the_preload(
+    files: tuple[Path, Path],
+) -> None:
+    preloaded = preload(*files)
+    version = write_data(files[0], 5)
+    loader = Loader(*files, publish=_Published(), preloaded=preloaded)
+    assert loader.load().db is preloaded.db
+    outcome = loader.refresh()
+    assert outcome is not None
+    assert outcome.ok
+    assert outcome.answerer.version.id == version
+    assert outcome.answerer.policy_set is preloaded.policies  # unchanged: not re-read
+
+
+def test_preloaded_versions_serve_when_a_file_broke_since(files: tuple[Path, Path]) -> None:
+    preloaded = preload(*files)
+    replace_atomically(files[1], b"policies: [broken\n")
+    loader = Loader(*files, publish=_Published(), preloaded=preloaded)
+    good = loader.load()  # no file is read: a restarted worker always starts
+    outcome = loader.refresh()
+    assert outcome is not None
+    assert not outcome.ok
+    assert loader.current is good
+
+
+def test_preload_of_bad_policies_raises(files: tuple[Path, Path]) -> None:
+    replace_atomically(files[1], b"policies: 3\n")
+    with pytest.raises(LookupdError):
+        preload(*files)
 
 
 def test_file_state_tells_a_replaced_file_apart(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from versions import (
     CHANGING_ADDRESS,
     STABLE_ADDRESS,
     country_of_version,
+    replace_atomically,
     write_data,
     write_policies,
 )
@@ -412,3 +413,49 @@ def test_a_reserved_port_can_be_shared_but_not_taken() -> None:
         listener.listen()
         with pytest.raises(LookupdError, match=r"cannot listen on 127\.0\.0\.1"):
             workers.reserve_port("127.0.0.1", listener.getsockname()[1])
+
+
+def _kill_a_worker_and_wait_for_its_replacement(served: Served) -> tuple[int, int]:
+    """SIGKILL worker 0; return (its pid, its replacement's pid) once the new one serves."""
+    started = served.wait_for_event("worker_start", 2)
+    victim = next(event["pid"] for event in started if event["worker"] == 0)
+    os.kill(victim, signal.SIGKILL)
+    replacement = served.wait_for_event("worker_start", 3)[-1]["pid"]
+    deadline = time.monotonic() + TIMEOUT_S
+    while replacement not in _versions_by_process(served.target):
+        assert time.monotonic() < deadline, "the replacement never answered"
+    return victim, replacement
+
+
+def test_a_restarted_worker_catches_up_with_the_files(
+    tmp_path: Path, files: tuple[Path, Path], cleanup: list[Served]
+) -> None:
+    # No watching: only the restarted worker reads the files again.
+    served = _serve(tmp_path, files, "--watch-interval", "0")
+    cleanup.append(served)
+    (old,) = set(_versions_by_process(served.target).values())
+    new = (write_data(files[0], 4), old[1])
+    victim, replacement = _kill_a_worker_and_wait_for_its_replacement(served)
+    versions = _versions_by_process(served.target)
+    assert victim not in versions
+    assert versions[replacement] == new
+    assert set(versions.values()) == {old, new}  # the other worker waits for a SIGHUP
+    served.process.send_signal(signal.SIGHUP)
+    _wait_until_every_worker_serves(served.target, new)
+    assert served.stop() == 0
+
+
+def test_a_worker_restarted_while_a_file_is_broken_serves_the_start_versions(
+    tmp_path: Path, files: tuple[Path, Path], cleanup: list[Served]
+) -> None:
+    served = _serve(tmp_path, files, "--watch-interval", "0")
+    cleanup.append(served)
+    (old,) = set(_versions_by_process(served.target).values())
+    replace_atomically(files[1], b"policies: [broken\n")
+    _, replacement = _kill_a_worker_and_wait_for_its_replacement(served)
+    assert _versions_by_process(served.target)[replacement] == old
+    failure = served.wait_for_event("reload")[0]
+    assert failure["result"] == "failure"
+    assert failure["trigger"] == "refresh"
+    assert served.process.poll() is None  # the server did not stop
+    assert served.stop() == 0
