@@ -17,8 +17,10 @@ A sync gRPC server in Python answers on about one core (the GIL). To use more co
    SIGHUP to every other worker; a worker that dies is restarted, after a delay that grows
    while it keeps dying young.
 
-A worker that cannot start for a reason a restart will not fix (the data, the policies or
-the TLS files cannot be loaded) exits with ``EX_CONFIG`` and the supervisor stops.
+A restarted worker starts from the data and policies loaded before the fork, then reloads
+the files that changed since. A first worker that cannot start (unreadable TLS files, say)
+exits with ``EX_CONFIG`` and the supervisor stops; later, such a worker is restarted like
+any other.
 """
 
 from __future__ import annotations
