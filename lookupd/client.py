@@ -58,6 +58,9 @@ Addresses: TypeAlias = (
 DEFAULT_CHUNK_SIZE = 50_000
 # Chunks of one batch in flight at once, per channel.
 DEFAULT_IN_FLIGHT = 2
+# Connections per client. The kernel spreads connections, not calls, over the worker
+# processes of `lookupd serve --workers N`, so one connection would use one worker.
+DEFAULT_CHANNELS = 4
 DEFAULT_TIMEOUT_S = 30.0
 # Answers are smaller than requests, but subdivisions and the text RPC can be large.
 _MAX_RECEIVE_BYTES = 64 << 20
@@ -429,8 +432,10 @@ class Client(_Connected):
 
     Args:
         target: ``HOST:PORT`` of the server.
-        channels: connections to open; calls are spread over them round-robin (several
-            server processes sharing a port are only all used with several connections).
+        channels: connections to open (opened on first use); calls are spread over them
+            round-robin. Several server processes sharing a port are only all used with
+            several connections; against 4 workers, 4 connections reach 2.7 of them on
+            average (the kernel picks at random): use more for more workers.
         chunk_size: most addresses per request; at most the server's limit (GetInfo's
             ``max_batch``, 100,000 by default).
         in_flight: chunks of one batch sent before the first answer is awaited, per channel.
@@ -446,7 +451,7 @@ class Client(_Connected):
         self,
         target: str,
         *,
-        channels: int = 1,
+        channels: int = DEFAULT_CHANNELS,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
@@ -630,7 +635,7 @@ class AsyncClient(_Connected):
         self,
         target: str,
         *,
-        channels: int = 1,
+        channels: int = DEFAULT_CHANNELS,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
