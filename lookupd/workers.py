@@ -267,7 +267,7 @@ class Supervisor:
             if info is not None:
                 signum = info.si_signo
                 if signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
-                    self._stop(signal.Signals(signum).name)
+                    self._stop(f"received {signal.Signals(signum).name}")
                     wait = self.config.drain_s + self.config.grace_s + _EXIT_MARGIN_S
                     deadline = time.monotonic() + wait
                 elif signum == signal.SIGHUP:
@@ -288,7 +288,7 @@ class Supervisor:
 
     def _stop(self, reason: str) -> None:
         self._stopping = True
-        log_event(_LOGGER, logging.INFO, "signal", f"received {reason}: stopping the workers")
+        log_event(_LOGGER, logging.INFO, "stop", f"{reason}: stopping the workers")
         for worker in self._workers:
             worker.restart_at = None
         self._forward(signal.SIGTERM)
@@ -325,7 +325,7 @@ class Supervisor:
                     "worker %d (pid %d) cannot start (%s): stopping", worker.index, pid, how
                 )
                 self._exit_code = EX_CONFIG
-                self._stop("a configuration error")
+                self._stop("a worker cannot start")
                 continue
             lived = time.monotonic() - worker.started
             young = lived < _YOUNG_S
