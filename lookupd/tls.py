@@ -28,7 +28,9 @@ handshake, as UNAVAILABLE on the client.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,10 @@ import grpc
 import grpc.aio
 
 from lookupd.errors import LookupdError
+from lookupd.logs import log_event
+from lookupd.reload import FileState, file_state
+
+_LOGGER = logging.getLogger(__name__)
 
 _CERTIFICATE = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
 # PKCS#8 ("PRIVATE KEY") or the older PKCS#1 and SEC1 forms, which gRPC also reads.
@@ -75,13 +81,28 @@ class ServerTLS:
         self._load()
 
     def credentials(self) -> grpc.ServerCredentials:
-        """Read and check the files; return the credentials for ``add_secure_port``."""
+        """Read and check the files; return the credentials for ``add_secure_port``.
+
+        The credentials follow the files: before each new connection's handshake, gRPC asks
+        :class:`_Rotation` whether they changed (three ``stat`` calls); a new certificate,
+        key or client CA that passes the same checks is used from then on, so a renewed
+        certificate needs no restart. One that does not is logged once and the current one
+        stays. Connections already open keep the certificate they were made with.
+        """
         cert, key, client_ca = self._load()
-        # require_client_auth=False makes gRPC not request a client certificate at all
-        # (rather than request and not verify one), which peer_identities relies on.
-        return grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        rotation = _Rotation(self)
+        # require_client_authentication=False makes gRPC not request a client certificate
+        # at all (rather than request and not verify one), which peer_identities relies on.
+        return grpc.dynamic_ssl_server_credentials(
+            _configuration(cert, key, client_ca),
+            # None from the fetcher means "no change" (grpc's docs); the stub omits it.
+            rotation.fetch,  # type: ignore[arg-type]
+            require_client_authentication=client_ca is not None,
         )
+
+    def states(self) -> tuple[FileState | None, ...]:
+        """The files' states (inode, size, mtime), to tell when one was replaced."""
+        return tuple(file_state(path) for path in (self.cert, self.key, self.client_ca))
 
     def _load(self) -> tuple[bytes, bytes, bytes | None]:
         cert = _read_pem(self.cert, "certificate")
@@ -89,6 +110,52 @@ class ServerTLS:
         client_ca = _read_pem(self.client_ca, "CA certificate") if self.client_ca else None
         _check_with_openssl(self.cert, self.key, self.client_ca)
         return cert, key, client_ca
+
+
+def _configuration(
+    cert: bytes, key: bytes, client_ca: bytes | None
+) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_ca)
+
+
+class _Rotation:
+    """gRPC's certificate-configuration fetcher for :meth:`ServerTLS.credentials`."""
+
+    def __init__(self, tls: ServerTLS) -> None:
+        self._tls = tls
+        self._lock = threading.Lock()
+        self._states = tls.states()
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """A new configuration if the files changed and are usable; None to keep the
+        current one. Called by gRPC before every TLS handshake; never raises."""
+        try:
+            states = self._tls.states()
+            with self._lock:
+                if states == self._states:
+                    return None
+                self._states = states  # each new state is tried once
+            cert, key, client_ca = self._tls._load()
+            configuration = _configuration(cert, key, client_ca)
+        except Exception as exc:  # a bad file must not fail handshakes: keep the current
+            log_event(
+                _LOGGER,
+                logging.ERROR,
+                "tls_reload",
+                f"TLS files changed but cannot be used, keeping the current ones: {exc}",
+                result="failure",
+                error=str(exc),
+            )
+            return None
+        log_event(
+            _LOGGER,
+            logging.INFO,
+            "tls_reload",
+            f"new TLS certificate from {self._tls.cert}",
+            result="success",
+            cert=str(self._tls.cert),
+        )
+        return configuration
 
 
 @dataclass(frozen=True, slots=True)

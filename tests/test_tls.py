@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import ssl
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -348,3 +351,59 @@ def test_client_certificate_needs_its_key(certs: Certs) -> None:
         ClientTLS(ca=certs.ca, cert=certs.client_cert)
     with pytest.raises(ValueError, match="both cert and key"):
         ClientTLS(key=certs.client_key)
+
+
+# ---------------------------------------------------------------------------------------
+# Certificate rotation: the server follows its files, no restart
+
+
+def _served_certificate(port: int) -> bytes:
+    """The DER certificate a plain TLS handshake with the server gets (not verified)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as wrapped,
+    ):
+        certificate = wrapped.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def _der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    tmp_path: Path, answerer: Answerer, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = write_certs(tmp_path / "first")
+    renewed = write_certs(tmp_path / "renewed")
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "server.pem", live / "server.key"
+    for source, target in ((first.server_cert, cert), (first.server_key, key)):
+        target.write_bytes(source.read_bytes())
+    server = _serve(answerer, ServerTLS(cert, key))
+    try:
+        assert _served_certificate(server.port) == _der(first.server_cert)
+        # A key that does not fit the certificate: refused, the current pair stays.
+        (live / "new.pem").write_bytes(renewed.server_cert.read_bytes())
+        (live / "new.pem").replace(cert)
+        with caplog.at_level(logging.INFO, logger="lookupd"):
+            assert _served_certificate(server.port) == _der(first.server_cert)
+        failures = [r for r in caplog.records if "cannot be used" in r.getMessage()]
+        assert len(failures) == 1
+        assert "does not match" in failures[0].getMessage()
+        # The matching key arrives: new handshakes get the new certificate.
+        (live / "new.key").write_bytes(renewed.server_key.read_bytes())
+        (live / "new.key").replace(key)
+        assert _served_certificate(server.port) == _der(renewed.server_cert)
+        # A gRPC client trusting the new CA is answered; the old CA no longer works.
+        with Client(f"127.0.0.1:{server.port}", tls=ClientTLS(ca=renewed.ca), timeout_s=5) as c:
+            assert c.lookup(["1.1.1.1"]).countries.tolist() == ["AU"]
+        _lookup_fails(f"127.0.0.1:{server.port}", ClientTLS(ca=first.ca))
+    finally:
+        server.stop(0)
