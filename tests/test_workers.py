@@ -196,11 +196,19 @@ def test_a_corrupt_file_keeps_the_old_version_serving(
     cleanup.append(served)
     versions = _versions_by_process(served.target)
     (good,) = set(versions.values())
-    # Written in place, as a careless writer would: the snapshot's checksum refuses it.
-    with files[0].open("r+b") as file:
-        file.seek(5000)
-        file.write(b"\xff" * 64)
-    failures = served.wait_for_event("reload", 2)
+    load = _Load(served.target)
+    try:
+        load.wait_for_calls(20)
+        # Written in place, as a careless writer would: the snapshot's checksum refuses it.
+        with files[0].open("r+b") as file:
+            file.seek(5000)
+            file.write(b"\xff" * 64)
+        failures = served.wait_for_event("reload", 2)
+        load.wait_for_calls(load.calls + 20)
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert {answer[:2] for answer in load.answers} == {good}
     assert {event["result"] for event in failures} == {"failure"}
     assert {event["worker"] for event in failures} == {0, 1}
     assert all("checksum" in event["error"] or "corrupt" in event["error"] for event in failures)
