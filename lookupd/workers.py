@@ -171,7 +171,8 @@ class Supervisor:
             LookupdError: the port or the data cannot be opened.
         """
         settings = self.settings
-        self._runtime = tempfile.mkdtemp(prefix="lookupd-")
+        _remove_stale_runtime_dirs()
+        self._runtime = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
         reserved: list[socket.socket] = []
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
@@ -420,6 +421,26 @@ class Supervisor:
             log_event(_LOGGER, logging.ERROR, "error", str(exc), worker=index)
             return EX_CONFIG
         return 0
+
+
+# The supervisor's run directory (the workers' metrics files): tempdir/lookupd-run-PID-XXXX.
+_RUNTIME_PREFIX = "lookupd-run-"
+
+
+def _remove_stale_runtime_dirs() -> None:
+    """Remove the run directories of supervisors that died without cleaning up (SIGKILL, an
+    out-of-memory kill): their metrics files would otherwise stay in the temp directory."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_RUNTIME_PREFIX}*-*"):
+        pid_text = path.name.removeprefix(_RUNTIME_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:  # that supervisor is gone
+            shutil.rmtree(path, ignore_errors=True)
+            _LOGGER.info("removed the run directory of a dead supervisor: %s", path)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

@@ -467,3 +467,40 @@ def test_a_worker_restarted_while_a_file_is_broken_serves_the_start_versions(
     assert failure["trigger"] == "refresh"
     assert served.process.poll() is None  # the server did not stop
     assert served.stop() == 0
+
+
+def test_a_dead_supervisors_run_directory_is_removed(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=TIMEOUT_S,
+    )
+    stale = tmp_path / f"lookupd-run-{int(dead.stdout)}-abc123"
+    (stale / "metrics").mkdir(parents=True)
+    alive = tmp_path / f"lookupd-run-{os.getpid()}-def456"
+    alive.mkdir()
+    other = tmp_path / "lookupd-run-notapid-1"
+    other.mkdir()
+    served = start_serve(
+        tmp_path,
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(tmp_path / "port"),
+        env=child_env(TMPDIR=str(tmp_path)),
+    )
+    try:
+        assert not stale.exists()
+        assert alive.exists()
+        assert other.exists()
+        (own,) = set(tmp_path.glob("lookupd-run-*")) - {alive, other}
+        assert served.stop() == 0
+        assert not own.exists()  # a clean stop removes its own
+    finally:
+        served.kill()
