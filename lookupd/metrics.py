@@ -188,8 +188,9 @@ class _DataAgeCollector(Collector):
     data of the process answering the scrape.
     """
 
-    def __init__(self, built_at: Callable[[], float | None]) -> None:
+    def __init__(self, built_at: Callable[[], float | None], clock: Callable[[], float]) -> None:
         self._built_at = built_at
+        self._clock = clock
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
@@ -199,7 +200,7 @@ class _DataAgeCollector(Collector):
         )
         built_at = self._built_at()
         if built_at is not None and math.isfinite(built_at):
-            family.add_metric([], time.time() - built_at)
+            family.add_metric([], self._clock() - built_at)
         yield family
 
 
@@ -234,7 +235,9 @@ class Metrics:
     Thread-safe: the gRPC server calls the ``observe_*`` methods from its pool threads.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         global _created_in_memory, _recorder
         if _multiprocess_dir is None:
             _created_in_memory = True
@@ -248,6 +251,8 @@ class Metrics:
         registry = self.registry
         self._lock = threading.Lock()
         self._built_at: float | None = None
+        # Where "now" comes from for the load time and the data age (tests pass their own).
+        self._clock = clock
         self._serving: tuple[str, str] | None = None
         self.requests = Counter(
             "lookupd_requests",
@@ -330,7 +335,7 @@ class Metrics:
             "Worker processes the supervisor started again after they exited.",
             registry=registry,
         )
-        self.data_age = _DataAgeCollector(lambda: self._built_at)
+        self.data_age = _DataAgeCollector(lambda: self._built_at, clock)
         registry.register(self.data_age)
         if _multiprocess_dir is None:
             # Custom collectors do not merge across processes: only in single-process mode.
@@ -457,7 +462,7 @@ class Metrics:
             self.data_info.labels(*serving).set(1)
             self._built_at = built_at
             self.data_build_timestamp.set(math.nan if built_at is None else built_at)
-            self.data_loaded_timestamp.set(time.time())
+            self.data_loaded_timestamp.set(self._clock())
 
     def reload_finished(self, ok: bool, seconds: float) -> None:
         """Count a reload of data and policies, successful (``ok``) or failed."""

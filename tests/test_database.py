@@ -13,7 +13,6 @@ import json
 import pickle
 import re
 import threading
-import time
 import zipfile
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
@@ -877,14 +876,12 @@ def test_concurrent_lookups_match_single_thread(embedded_db: Database) -> None:
             failures.append(f"thread {worker}: {exc!r}")
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(n_threads)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
     assert not any(t.is_alive() for t in threads), "a lookup thread hung"
     assert failures == []
-    assert time.monotonic() - started < 30
 
 
 # ---------------------------------------------------------------------------------------

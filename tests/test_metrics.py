@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,9 +42,13 @@ def _single_process_mode() -> Iterator[None]:
     assert values.ValueClass is values.MutexValue
 
 
+# "Now" for the metrics under test: load times and data ages come out exact.
+_NOW = 1_800_000_000.0
+
+
 @pytest.fixture
 def metrics() -> lm.Metrics:
-    return lm.Metrics()
+    return lm.Metrics(clock=lambda: _NOW)
 
 
 @pytest.fixture
@@ -222,23 +225,21 @@ def test_known_series_exist_before_any_call(server: lm.MetricsServer) -> None:
 def test_set_data_flips_info_and_gives_the_age(
     metrics: lm.Metrics, server: lm.MetricsServer
 ) -> None:
-    first_built = time.time() - 7200
+    first_built = _NOW - 7200
     metrics.set_data("v1", first_built, "p1")
     samples = _scrape(server.port)
     assert _value(samples, "lookupd_data_info", version="v1", policy_version="p1") == 1
     assert _value(samples, "lookupd_data_build_timestamp_seconds") == pytest.approx(first_built)
 
-    before = time.time()
-    built = before - 3600
+    built = _NOW - 3600
     metrics.set_data("v2", built, "p1")
     metrics.set_data("v2", built, "p1")  # the same again: no change
     samples = _scrape(server.port)
-    after = time.time()
     assert _value(samples, "lookupd_data_info", version="v1", policy_version="p1") == 0
     assert _value(samples, "lookupd_data_info", version="v2", policy_version="p1") == 1
     assert _value(samples, "lookupd_data_build_timestamp_seconds") == pytest.approx(built)
-    assert before <= _value(samples, "lookupd_data_loaded_timestamp_seconds") <= after
-    assert 3600 <= _value(samples, "lookupd_data_age_seconds") <= after - built
+    assert _value(samples, "lookupd_data_loaded_timestamp_seconds") == _NOW
+    assert _value(samples, "lookupd_data_age_seconds") == 3600
     assert metrics.built_at == built
 
     metrics.set_data("v2", built, "p2")  # new policies, same data
@@ -252,7 +253,7 @@ def test_set_data_flips_info_and_gives_the_age(
 
 
 def test_unknown_build_time(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
-    metrics.set_data("v1", time.time() - 60, "p1")
+    metrics.set_data("v1", _NOW - 60, "p1")
     metrics.set_data("v2", None, "p1")
     samples = _scrape(server.port)
     assert math.isnan(_value(samples, "lookupd_data_build_timestamp_seconds"))
@@ -445,9 +446,9 @@ from lookupd import metrics as lm
 directory = sys.argv[1]
 lm.enable_multiprocess(directory)
 lm.enable_multiprocess(directory)  # again, the same: nothing happens
-supervisor = lm.Metrics()
+now = 1_800_000_000.0  # every process's clock: the data ages come out exact
+supervisor = lm.Metrics(clock=lambda: now)
 supervisor.worker_restarted()
-now = time.time()
 # per worker: statuses, verdicts, reasons, data version, build time
 WORK = [
     ([0, 0, 1, 2, 3], [1, 2], [1, 2], "v-a", now - 1000),
@@ -461,7 +462,7 @@ def scrape(port):
 
 def worker(index, port, up, go):
     # Worker 0 keeps the Metrics it inherited; worker 1 makes its own.
-    metrics = supervisor if index == 0 else lm.Metrics()
+    metrics = supervisor if index == 0 else lm.Metrics(clock=lambda: now)
     server = lm.serve_metrics("127.0.0.1", port, metrics)
     statuses, verdicts, reasons, version, built_at = WORK[index]
     metrics.observe_lookup("Lookup", np.array(statuses, dtype=np.uint8), 0.001)
@@ -505,7 +506,7 @@ for _ in range(200):  # until both workers have answered a scrape (the kernel pi
     out["alive"] = out["alive"] or text
     for line in text.splitlines():
         if line.startswith("lookupd_data_age_seconds "):
-            seen.add(round(float(line.split()[1]), -3))
+            seen.add(float(line.split()[1]))
     if len(seen) >= 2:
         break
 out["ages"] = sorted(seen)
