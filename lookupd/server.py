@@ -205,35 +205,22 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         """Check a batch of addresses against a named policy."""
         started = time.perf_counter()
         answerer = self._current(context, "CheckRegion", started)
-        tallies: list[tuple[Any, Any]] = []
         try:
             verdicts, reasons, countries = answerer.check(
-                request.policy,
-                request.addresses,
-                request.ipv4,
-                request.ipv6,
-                observe=None if self._metrics is None else lambda v, r: tallies.append((v, r)),
+                request.policy, request.addresses, request.ipv4, request.ipv6
             )
         except Exception as exc:  # every failure ends the call with a status
             self._abort(context, "CheckRegion", started, exc)
         response = pb.CheckRegionResponse(
-            verdicts=verdicts,  # type: ignore[arg-type]  # Verdict numbers
-            reasons=reasons,  # type: ignore[arg-type]  # Reason numbers
+            verdicts=verdicts.tolist(),
+            reasons=reasons.tolist(),
             countries=countries,
             data_version=answerer.version_message(),
             policy_version=answerer.policy_set.version if answerer.policy_set else "",
         )
         if self._metrics is not None:
             seconds = time.perf_counter() - started
-            if len(tallies) == 1:
-                self._metrics.observe_check(request.policy, *tallies[0], seconds)
-            else:
-                self._metrics.observe_check(
-                    request.policy,
-                    np.concatenate([v for v, _ in tallies] or [np.zeros(0, np.uint8)]),
-                    np.concatenate([r for _, r in tallies] or [np.zeros(0, np.uint8)]),
-                    seconds,
-                )
+            self._metrics.observe_check(request.policy, verdicts, reasons, seconds)
         return response
 
     def GetInfo(

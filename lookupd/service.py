@@ -99,6 +99,9 @@ _STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
 # does not mark them.
 _RESERVED_PREFIXES_V4 = np.frombuffer(reserved.PREFIX_FLAGS_V4, dtype=np.uint8)
 _NO_RESERVED_PREFIXES_V4 = np.zeros(1 << 16, dtype=np.uint8)
+# The verdicts and reasons of an empty check (read-only: shared by every call).
+_NO_DECISIONS = np.zeros(0, dtype=np.uint8)
+_NO_DECISIONS.flags.writeable = False
 # The statuses of a small all-OK batch (read-only: shared by every call).
 _ALL_OK = np.full(SCALAR_MOST, Status.OK, dtype=np.uint8)
 _ALL_OK.flags.writeable = False
@@ -538,15 +541,12 @@ class Answerer:
         addresses: Sequence[str],
         ipv4: bytes = b"",
         ipv6: bytes = b"",
-        *,
-        observe: Callable[[npt.NDArray[np.uint8], npt.NDArray[np.uint8]], None] | None = None,
-    ) -> tuple[list[int], list[int], list[str]]:
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], list[str]]:
         """Check addresses (text, then packed IPv4, then packed IPv6) against a policy.
 
         Returns:
             per address, in that order: the ``lookupd.v1.Verdict`` and ``Reason`` numbers
-            and the country ("" where none). ``observe`` (if given) is called with each
-            part's verdict and reason arrays as they are decided (for metrics).
+            (``uint8`` arrays) and the country ("" where none).
 
         Raises:
             UnknownPolicyError: no policy of that name (the message lists the known ones).
@@ -557,9 +557,6 @@ class Answerer:
             known = ", ".join(sorted(self.policies.names)) if self.policies is not None else ""
             msg = f"no policy named {policy!r}; known policies: {known or 'none loaded'}"
             raise UnknownPolicyError(msg)
-        verdicts: list[int] = []
-        reasons: list[int] = []
-        countries: list[str] = []
         parts: list[LookupResult] = []
         if addresses:
             items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
@@ -568,14 +565,19 @@ class Answerer:
             parts.append(self.db.lookup(ipv4, version=4))
         if ipv6:
             parts.append(self.db.lookup(ipv6, version=6))
+        decided = [self.policies.evaluate(policy, result) for result in parts]
+        countries: list[str] = []
         for result in parts:
-            decisions = self.policies.evaluate(policy, result)
-            if observe is not None:
-                observe(decisions.verdicts, decisions.reasons)
-            verdicts += decisions.verdicts.tolist()
-            reasons += decisions.reasons.tolist()
             countries += self.countries[result.labels].tolist()
-        return verdicts, reasons, countries
+        if not decided:
+            return _NO_DECISIONS, _NO_DECISIONS, countries
+        if len(decided) == 1:
+            return decided[0].verdicts, decided[0].reasons, countries
+        return (
+            np.concatenate([d.verdicts for d in decided]),
+            np.concatenate([d.reasons for d in decided]),
+            countries,
+        )
 
     # -----------------------------------------------------------------------------------
     # info
