@@ -12,7 +12,7 @@ import datetime
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -317,10 +317,8 @@ class Answerer:
         countries: list[str] = []
         status: list[int] = []
         subs: list[str] = []
-        for start in range(0, len(items), CHUNK_ADDRESSES):
-            if start and keep_going is not None and not keep_going():
-                raise CallAbandonedError("the caller stopped waiting")
-            result = self.db.lookup(items[start : start + CHUNK_ADDRESSES])
+        for part in _chunks(len(items), keep_going):
+            result = self.db.lookup(items[part])
             labels = result.labels
             countries += self.countries[labels].tolist()
             status += STATUS_TO_PROTO[result.status].tolist()
@@ -365,10 +363,8 @@ class Answerer:
                 return encoded, _ALL_OK[: len(items)]
         labels_parts = []
         status_parts = []
-        for start in range(0, len(items), CHUNK_ADDRESSES):
-            if start and keep_going is not None and not keep_going():
-                raise CallAbandonedError("the caller stopped waiting")
-            result = self.db.lookup(items[start : start + CHUNK_ADDRESSES])
+        for part in _chunks(len(items), keep_going):
+            result = self.db.lookup(items[part])
             labels_parts.append(result.labels)
             status_parts.append(result.status)
         return self._encode_text_answer(labels_parts, status_parts, subdivisions)
@@ -401,11 +397,8 @@ class Answerer:
         _parse.parse_fields(message, _FIELD_ADDRESSES, keys, status)
         labels_parts = []
         status_parts = []
-        for start in range(0, count, CHUNK_ADDRESSES):
-            if start and keep_going is not None and not keep_going():
-                raise CallAbandonedError("the caller stopped waiting")
-            end = start + CHUNK_ADDRESSES
-            result = self.db.lookup_parsed(keys[start:end], status[start:end])
+        for part in _chunks(count, keep_going):
+            result = self.db.lookup_parsed(keys[part], status[part])
             labels_parts.append(result.labels)
             status_parts.append(result.status)
         return self._encode_text_answer(labels_parts, status_parts, subdivisions=False)
@@ -490,35 +483,27 @@ class Answerer:
             return b"", b""
         if version == 4:
             return self._packed_v4(data, keep_going)
-        width = _V6_BYTES
-        step = CHUNK_ADDRESSES * width
-        if len(data) <= step:
-            result = self.db.lookup(data, version=version)  # type: ignore[arg-type]
-            return self.codes[result.labels].tobytes(), STATUS_TO_PROTO[result.status].tobytes()
         codes: list[bytes] = []
         status: list[bytes] = []
         view = memoryview(data)
-        for start in range(0, len(data), step):
-            if start and keep_going is not None and not keep_going():
-                raise CallAbandonedError("the caller stopped waiting")
-            result = self.db.lookup(view[start : start + step], version=version)  # type: ignore[arg-type]
+        for part in _chunks(len(data) // _V6_BYTES, keep_going):
+            chunk = view[part.start * _V6_BYTES : part.stop * _V6_BYTES]
+            result = self.db.lookup(chunk, version=6)
             codes.append(self.codes[result.labels].tobytes())
             status.append(STATUS_TO_PROTO[result.status].tobytes())
         return b"".join(codes), b"".join(status)
 
     def _packed_v4(self, data: bytes, keep_going: Callable[[], bool] | None) -> tuple[bytes, bytes]:
         """Packed IPv4 answered in one pass of the search core (search, reserved check,
-        country code and status bytes): 3x less work than composing the steps in numpy."""
+        country code and status bytes): 1.8x faster than composing the steps in numpy
+        (``bench/bench_answer.py``)."""
         count = len(data) // _V4_BYTES
         codes = np.empty(count, dtype=np.uint16)
         status = np.empty(count, dtype=np.uint8)
         marked = self.db.mark_reserved
         prefixes = _RESERVED_PREFIXES_V4 if marked else _NO_RESERVED_PREFIXES_V4
         view = memoryview(data)
-        for start in range(0, count, CHUNK_ADDRESSES):
-            if start and keep_going is not None and not keep_going():
-                raise CallAbandonedError("the caller stopped waiting")
-            end = min(count, start + CHUNK_ADDRESSES)
+        for part in _chunks(count, keep_going):
             _search.answer_packed_v4(
                 self.db.v4.starts,  # type: ignore[arg-type]
                 self.db.v4.jump,
@@ -529,9 +514,9 @@ class Answerer:
                 prefixes,
                 self._codes_by_label,
                 STATUS_TO_PROTO,
-                view[start * _V4_BYTES : end * _V4_BYTES],
-                codes[start:end],
-                status[start:end],
+                view[part.start * _V4_BYTES : part.stop * _V4_BYTES],
+                codes[part],
+                status[part],
             )
         return codes.tobytes(), status.tobytes()
 
@@ -622,6 +607,19 @@ class Answerer:
     def version_message(self) -> pb.DataVersion:
         """Return the data version as its proto message."""
         return pb.DataVersion(id=self.version.id, built_at=self.version.built_at)
+
+
+def _chunks(count: int, keep_going: Callable[[], bool] | None) -> Iterator[slice]:
+    """Slices of at most ``CHUNK_ADDRESSES`` over ``count`` items; between two, ask
+    ``keep_going`` (the call still wanted?), so a caller that gave up stops the work.
+
+    Raises:
+        CallAbandonedError: ``keep_going`` said stop.
+    """
+    for start in range(0, count, CHUNK_ADDRESSES):
+        if start and keep_going is not None and not keep_going():
+            raise CallAbandonedError("the caller stopped waiting")
+        yield slice(start, min(start + CHUNK_ADDRESSES, count))
 
 
 def packed_count(ipv4: bytes, ipv6: bytes) -> int:
