@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -174,9 +174,6 @@ def _deny(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) ->
     context.abort(code, message)
 
 
-def parse_names(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Names from a comma-separated setting (or a list of them), blanks dropped."""
-    if not text:
-        return ()
-    items = text.split(",") if isinstance(text, str) else [n for t in text for n in t.split(",")]
-    return tuple(name.strip() for name in items if name.strip())
+def parse_names(text: str | None) -> tuple[str, ...]:
+    """Names from a comma-separated setting, blanks dropped."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
