@@ -160,6 +160,10 @@ class Supervisor:
         self._runtime = ""
         # Workers write a byte here once they serve (the port file waits for all of them).
         self._ready_r = self._ready_w = -1
+        # Set by run() before the first fork: what every worker is started with.
+        self._preloaded: Preloaded | None = None
+        self._metrics_address: tuple[str, int] | None = None
+        self._old_mask: set[int | signal.Signals] = set()
         # Whether all the first workers served: until then a worker that cannot start
         # stops the server; after, it is restarted like any other (its files may be fixed).
         self._announced = False
@@ -174,12 +178,11 @@ class Supervisor:
         _remove_stale_runtime_dirs()
         self._runtime = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
         reserved: list[socket.socket] = []
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        old_mask = self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             grpc_socket, port = reserve_port(self.config.host, self.config.port)
             reserved.append(grpc_socket)
             self.config = replace(self.config, port=port, reuse_port=True)
-            metrics_address = None
             if settings.metrics_port is not None:
                 from lookupd import metrics
 
@@ -187,14 +190,14 @@ class Supervisor:
                     settings.metrics_host, settings.metrics_port
                 )
                 reserved.append(metrics_socket)
-                metrics_address = (settings.metrics_host, metrics_port)
+                self._metrics_address = (settings.metrics_host, metrics_port)
                 directory = Path(self._runtime) / "metrics"
                 directory.mkdir()
                 metrics.enable_multiprocess(directory)
                 self._metrics = metrics.Metrics()
             # Loaded before forking: the workers share these pages, a bad file stops the
             # start with its error once, and a restarted worker starts from them.
-            preloaded = preload(settings.db_path, settings.policies_path)
+            self._preloaded = preload(settings.db_path, settings.policies_path)
             self._ready_r, self._ready_w = os.pipe()
             os.set_blocking(self._ready_r, False)
             log_event(
@@ -204,12 +207,12 @@ class Supervisor:
                 f"starting {settings.workers} workers on port {port}",
                 workers=settings.workers,
                 port=port,
-                metrics_port=metrics_address[1] if metrics_address else None,
+                metrics_port=self._metrics_address[1] if self._metrics_address else None,
                 pid=os.getpid(),
             )
             for worker in self._workers:
-                self._fork(worker, preloaded, metrics_address, old_mask)
-            self._supervise(preloaded, metrics_address, old_mask, port)
+                self._fork(worker)
+            self._supervise(port)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for fd in (self._ready_r, self._ready_w):
@@ -233,13 +236,7 @@ class Supervisor:
         except BlockingIOError:
             return b""
 
-    def _supervise(
-        self,
-        preloaded: Preloaded,
-        metrics_address: tuple[str, int] | None,
-        old_mask: set[int | signal.Signals],
-        port: int,
-    ) -> None:
+    def _supervise(self, port: int) -> None:
         deadline = math.inf
         # Each worker writes a byte on the ready pipe once it serves; the port file is
         # written when all the first ones do, so that it means "answering".
@@ -283,7 +280,7 @@ class Supervisor:
                 for worker in self._workers:
                     if worker.restart_at is not None and now >= worker.restart_at:
                         worker.restart_at = None
-                        self._fork(worker, preloaded, metrics_address, old_mask)
+                        self._fork(worker)
                         if self._metrics is not None:
                             self._metrics.worker_restarted()
 
@@ -348,13 +345,7 @@ class Supervisor:
                 restart_in_s=worker.delay_s,
             )
 
-    def _fork(
-        self,
-        worker: _Worker,
-        preloaded: Preloaded,
-        metrics_address: tuple[str, int] | None,
-        old_mask: set[int | signal.Signals],
-    ) -> None:
+    def _fork(self, worker: _Worker) -> None:
         supervisor = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -379,7 +370,7 @@ class Supervisor:
         # The child: never return into the supervisor's code.
         code = 1
         try:
-            code = self._work(worker.index, supervisor, preloaded, metrics_address, old_mask)
+            code = self._work(worker.index, supervisor)
         except BaseException:  # the exit status tells the supervisor
             with contextlib.suppress(BaseException):
                 _LOGGER.exception("worker %d failed", worker.index)
@@ -389,18 +380,11 @@ class Supervisor:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _work(
-        self,
-        index: int,
-        supervisor: int,
-        preloaded: Preloaded,
-        metrics_address: tuple[str, int] | None,
-        old_mask: set[int | signal.Signals],
-    ) -> int:
+    def _work(self, index: int, supervisor: int) -> int:
         os.close(self._ready_r)
         for signum in _SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
         _die_with_parent()
         configure(
             self.settings.log_format,
@@ -412,9 +396,9 @@ class Supervisor:
                 self.config,
                 db_path=self.settings.db_path,
                 policies_path=self.settings.policies_path,
-                metrics_address=metrics_address,
+                metrics_address=self._metrics_address,
                 notify_others=lambda: _signal(supervisor, signal.SIGUSR1),
-                preloaded=preloaded,
+                preloaded=self._preloaded,
                 on_serving=self._say_serving,
             )
         except LookupdError as exc:
