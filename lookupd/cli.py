@@ -347,16 +347,12 @@ def _client_tls(args: argparse.Namespace) -> ClientTLS | None:
 
 
 def _run_reload(args: argparse.Namespace) -> int:
+    from lookupd.admin import AdminConfig
     from lookupd.client import Client
 
-    token = None
     token_file = args.token_file or os.environ.get("LOOKUPD_ADMIN_TOKEN_FILE")
-    if token_file:
-        try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            msg = f"admin token file {token_file}: cannot read it: {exc}"
-            raise LookupdError(msg) from exc
+    # Read and checked as the server reads it.
+    token = AdminConfig(token_file=Path(token_file)).loaded().token if token_file else None
     with Client(args.server, tls=_client_tls(args)) as client:
         response = client.reload(token=token)
     changed = [
