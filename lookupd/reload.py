@@ -15,7 +15,6 @@ the watcher also waits until a changed file has kept the same state for one poll
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import threading
@@ -320,11 +319,10 @@ class Loader:
 
     def _record_data(self, answerer: Answerer) -> None:
         if self._metrics is not None:
-            self._metrics.set_data(
-                answerer.version.id,
-                _timestamp(answerer.version.built_at),
-                _policy_version(answerer),
-            )
+            from lookupd.metrics import parse_built_at
+
+            built_at = parse_built_at(answerer.version.built_at)
+            self._metrics.set_data(answerer.version.id, built_at, _policy_version(answerer))
 
     def _log_policy_warnings(self, answerer: Answerer) -> None:
         """Log the policies' warnings when they differ from the last ones logged."""
@@ -337,16 +335,3 @@ class Loader:
 
 def _policy_version(answerer: Answerer) -> str:
     return answerer.policy_set.version if answerer.policy_set is not None else ""
-
-
-def _timestamp(built_at: str) -> float | None:
-    """Seconds since the epoch of an ISO 8601 time or date; None if unknown."""
-    if not built_at:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(built_at)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
