@@ -39,4 +39,4 @@ wheel: ## build an sdist and a wheel into dist/
 	$(PYTHON) -m pip wheel --no-deps -w dist .
 
 clean:
-	rm -rf build dist *.egg-info ext/*.c ext/*.html lookupd/*.so
+	rm -rf build dist *.egg-info ext/*.c ext/*.html lookupd/core/*.so

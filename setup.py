@@ -1,4 +1,4 @@
-"""Build every Cython module in ext/ into the lookupd package.
+"""Build every Cython module in ext/ into lookupd.core, beside its pure-Python twin.
 
 A failed compile falls back to the pure-Python twins (with a warning) unless
 LOOKUPD_REQUIRE_EXTENSION=1, which CI sets so a broken core can never pass
@@ -67,7 +67,7 @@ def _extensions() -> list[Extension]:
         return []
     extensions = [
         Extension(
-            f"lookupd.{source.stem}",
+            f"lookupd.core.{source.stem}",
             [str(source.relative_to(_HERE))],
             extra_compile_args=_COMPILE_ARGS,
         )

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import lookupd
-from lookupd.service import STATUS_TO_PROTO, Answerer
+from lookupd.server.answers import STATUS_TO_PROTO, Answerer
 from lookupd.v1 import lookup_pb2 as pb
 
 BATCHES = (1_000, 10_000)

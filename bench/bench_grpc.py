@@ -8,7 +8,7 @@ Run as a script (not collected as pytest-benchmark tests: it needs several proce
 
 One server process at a time, clients in other processes (spawned), on 127.0.0.1:
 
-- ``lookupd``: :class:`lookupd.server.LookupServer` on the embedded data.
+- ``lookupd``: :class:`lookupd.server.app.LookupServer` on the embedded data.
 - ``echo``: a sync server with the same thread pool and message shapes that does no work:
   it answers each request with prebuilt fields of the right length.
 - ``naive``: the text RPC answered with the ``maxminddb`` C reader, one ``get`` per address
@@ -131,8 +131,8 @@ def _naive_servicer(mmdb: str) -> Any:
 def _serve(kind: str, port_file: str, mmdb: str) -> None:
     import grpc
 
-    from lookupd.server import LookupServer, ServerConfig
-    from lookupd.service import Answerer
+    from lookupd.server.answers import Answerer
+    from lookupd.server.app import LookupServer, ServerConfig
     from lookupd.v1 import lookup_pb2_grpc
 
     if kind in ("lookupd", "baseline"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from lookupd.metrics import Metrics
+from lookupd.server.metrics import Metrics
 
 _MIXED = np.random.default_rng(7).choice(
     np.array([0, 0, 0, 0, 0, 0, 1, 2, 3], dtype=np.uint8), 1_000

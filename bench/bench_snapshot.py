@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 
 import lookupd
-from lookupd.iso3166 import non_iso_labels
-from lookupd.merge import merge_sources
-from lookupd.snapshot import load_snapshot, write_snapshot
+from lookupd.datafiles.merge import merge_sources
+from lookupd.datafiles.snapshot import load_snapshot, write_snapshot
+from lookupd.policies.iso3166 import non_iso_labels
 
 # 10k addresses per workload are checked against the .mmdb reader before timing.
 N_CHECK = 10_000
@@ -58,7 +58,7 @@ _WORKER = r"""
 import sys
 import numpy as np
 import lookupd
-from lookupd.snapshot import load_snapshot
+from lookupd.datafiles.snapshot import load_snapshot
 
 kind, path, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 rng = np.random.default_rng(seed)
@@ -137,7 +137,9 @@ def test_build_from_mmdb(
     ipv4_strs: dict[str, list[str]],
     ipv6_strs: list[str],
 ) -> None:
-    pytest.importorskip("lookupd.formats.mmdb", reason="the .mmdb reader is not there yet")
+    pytest.importorskip(
+        "lookupd.datafiles.formats.mmdb", reason="the .mmdb reader is not there yet"
+    )
     output = tmp_path / "mmdb.lkd"
     _time_rounds(benchmark, functools.partial(build, [mmdb_path], output), f"{WORKLOAD} .mmdb")
     snapshot = load_snapshot(output)

@@ -581,8 +581,8 @@ def main() -> None:
                         )
     if not args.skip_memory:
         import lookupd
-        from lookupd.merge import Tables
-        from lookupd.snapshot import write_snapshot
+        from lookupd.core.table import Tables
+        from lookupd.datafiles.snapshot import write_snapshot
 
         requests = _memory_workload(SEED)
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:

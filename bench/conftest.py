@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pytest
 
 import lookupd
-from lookupd import _parse, _search
+from lookupd.core import _parse, _search
 
 SEED = 20260617
 # Batch size of the main workloads: big enough that per-call overhead vanishes.
@@ -123,20 +123,20 @@ def compiled_cores() -> tuple[ModuleType, ModuleType]:
             "LOOKUPD_NO_EXTENSIONS; the benchmarks time the compiled core only"
         )
         pytest.skip(reason)
-    from lookupd import _parse_c, _search_c
+    from lookupd.core import _parse_c, _search_c
 
     return _search_c, _parse_c
 
 
 @pytest.fixture(scope="session")
 def search_c(compiled_cores: tuple[ModuleType, ModuleType]) -> ModuleType:
-    """The compiled search core, ``lookupd._search_c``."""
+    """The compiled search core, ``lookupd.core._search_c``."""
     return compiled_cores[0]
 
 
 @pytest.fixture(scope="session")
 def parse_c(compiled_cores: tuple[ModuleType, ModuleType]) -> ModuleType:
-    """The compiled address parser, ``lookupd._parse_c``."""
+    """The compiled address parser, ``lookupd.core._parse_c``."""
     return compiled_cores[1]
 
 

@@ -1,7 +1,7 @@
-"""Parse IPv4 and IPv6 text into 128-bit keys: the compiled twin of lookupd._parse_py.
+"""Parse IPv4 and IPv6 text into 128-bit keys: the compiled twin of lookupd.core._parse_py.
 
 The accepted syntax, the key layout and every deliberate difference from
-``ipaddress.ip_address`` are described in lookupd/_parse_py.py; both modules must agree
+``ipaddress.ip_address`` are described in lookupd/core/_parse_py.py; both modules must agree
 on every input. The parser is hand-rolled (no ``inet_pton``): it reads at most 45 bytes
 of an item, so any bytes, of any length, are safe to give it.
 """
@@ -36,7 +36,7 @@ cdef extern from "Python.h":
 cdef extern from *:
     """
     #ifndef __SIZEOF_INT128__
-    #error "lookupd._parse_c needs unsigned __int128 (gcc or clang on a 64-bit target)"
+    #error "lookupd.core._parse_c needs unsigned __int128 (gcc or clang on a 64-bit target)"
     #endif
     typedef unsigned __int128 lookupd_u128;
     """
@@ -59,7 +59,7 @@ cdef extern from *:
 
 # Compile-time constants (an enum, not module globals, so the C compiler folds them).
 cdef enum:
-    # Status codes, as lookupd._constants.Status: OK and INVALID_ADDRESS.
+    # Status codes, as lookupd.codes.Status: OK and INVALID_ADDRESS.
     _OK = 0
     _INVALID = 2
     # "255.255.255.255": the longest dotted quad.

@@ -1,6 +1,6 @@
 """Search sorted range tables: a top-bits jump table, then branchless binary searches.
 
-Compiled twin of lookupd._search_py: same names, signatures and errors (see _search_c.pyi).
+Compiled twin of lookupd.core._search_py: same names, signatures and errors (see _search_c.pyi).
 The jump-table builders and the boundary checks are the twin's own functions, so both cores
 build the same tables and raise the same messages; only the searches are compiled here.
 
@@ -24,7 +24,7 @@ from cpython.long cimport PyLong_CheckExact
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 # The jump-table builders are numpy code: the twin's, re-exported (listed in __all__).
-from lookupd._search_py import (
+from lookupd.core._search_py import (
     JUMP_BITS_V4,
     JUMP_BITS_V6,
     _check_answer_v4,
@@ -54,7 +54,7 @@ __all__ = [
 cdef extern from *:
     """
     #ifndef __SIZEOF_INT128__
-    #error "lookupd._search_c needs unsigned __int128 (gcc or clang on a 64-bit target)"
+    #error "lookupd.core._search_c needs unsigned __int128 (gcc or clang on a 64-bit target)"
     #endif
     typedef unsigned __int128 lookupd_u128;
 
@@ -89,7 +89,7 @@ cdef enum:
     _LANES = 8
     # lookup_many splits keys by table in chunks of this many (8 KiB of stack buffers).
     _CHUNK = 256
-    # lookupd._constants: Status.OK, Status.NOT_FOUND, UNKNOWN_LABEL.
+    # lookupd.codes and lookupd.core.constants: Status.OK, Status.NOT_FOUND, UNKNOWN_LABEL.
     _STATUS_OK = 0
     _STATUS_NOT_FOUND = 1
     _STATUS_RESERVED = 3
@@ -103,8 +103,8 @@ cdef enum:
 
 if (JUMP_BITS_V4, JUMP_BITS_V6) != (_BITS_V4, _BITS_V6):
     raise ImportError(
-        f"lookupd._search_c was built for jump bits {(_BITS_V4, _BITS_V6)} but "
-        f"lookupd._search_py uses {(JUMP_BITS_V4, JUMP_BITS_V6)}: rebuild the extension"
+        f"lookupd.core._search_c was built for jump bits {(_BITS_V4, _BITS_V6)} but "
+        f"lookupd.core._search_py uses {(JUMP_BITS_V4, JUMP_BITS_V6)}: rebuild the extension"
     )
 
 

@@ -1,22 +1,37 @@
-"""lookupd: high-throughput IP-to-country lookups over sorted range tables."""
+"""lookupd: high-throughput IP-to-country lookups over sorted range tables.
 
-from importlib.metadata import PackageNotFoundError, version
+The public names load on first use, so ``import lookupd.client`` pays for neither the
+lookup engine nor the data files, and ``import lookupd`` for no gRPC.
+"""
 
-from lookupd._constants import Status
-from lookupd.database import Database, DataInfo, LookupResult
-from lookupd.database import open_database as open
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lookupd.errors import (
     DataFormatError,
     InvalidAddressError,
     InvalidTableError,
     LookupdError,
 )
-from lookupd.table import RangeTable
+from lookupd.version import __version__
 
-try:
-    __version__ = version("lookupd")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+if TYPE_CHECKING:
+    from lookupd.codes import Status
+    from lookupd.core.database import Database, DataInfo, LookupResult
+    from lookupd.core.table import RangeTable
+    from lookupd.datafiles.open import open_database as open
+
+# Public name -> (module, attribute), imported by __getattr__ on first use.
+_LAZY = {
+    "Database": ("lookupd.core.database", "Database"),
+    "DataInfo": ("lookupd.core.database", "DataInfo"),
+    "LookupResult": ("lookupd.core.database", "LookupResult"),
+    "RangeTable": ("lookupd.core.table", "RangeTable"),
+    "Status": ("lookupd.codes", "Status"),
+    "open": ("lookupd.datafiles.open", "open_database"),
+}
 
 __all__ = [
     "DataFormatError",
@@ -31,3 +46,18 @@ __all__ = [
     "__version__",
     "open",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        msg = f"module 'lookupd' has no attribute {name!r}"
+        raise AttributeError(msg) from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -28,8 +28,8 @@ def _importable(*names: str) -> list[ModuleType]:
     return modules
 
 
-SEARCH_CORES = _importable("lookupd._search_c", "lookupd._search_py")
-PARSE_CORES = _importable("lookupd._parse_c", "lookupd._parse_py")
+SEARCH_CORES = _importable("lookupd.core._search_c", "lookupd.core._search_py")
+PARSE_CORES = _importable("lookupd.core._parse_c", "lookupd.core._parse_py")
 
 
 def _core_id(module: ModuleType) -> str:

@@ -1,6 +1,6 @@
 """A plain-Python model of range lookups: ``ipaddress`` + ``bisect`` over the raw rows.
 
-Deliberately built differently from ``lookupd.table`` (no painting, no segments): for an
+Deliberately built differently from ``lookupd.core.table`` (no painting, no segments): for an
 address, scan back from the last row starting at or below it and take the first row that
 covers it, rows being ordered so that the first hit is the winner under the overlap rule
 (greatest start, then narrowest, then later row).

@@ -22,11 +22,12 @@ from versions import (
     write_policies,
 )
 
-from lookupd.admin import AdminConfig
+from lookupd.client.tls import ClientTLS
 from lookupd.errors import LookupdError
-from lookupd.reload import Loader
-from lookupd.server import LookupServer, ServerConfig
-from lookupd.tls import ClientTLS, ServerTLS
+from lookupd.server.admin import AdminConfig
+from lookupd.server.app import LookupServer, ServerConfig
+from lookupd.server.reload import Loader
+from lookupd.server.tls import ServerTLS
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -347,7 +348,7 @@ def test_loaded_reads_and_strips_the_token(
 ) -> None:
     config = AdminConfig(token_file=token_file)
     assert config.token == ""
-    with caplog.at_level(logging.WARNING, logger="lookupd.admin"):
+    with caplog.at_level(logging.WARNING, logger="lookupd.server.admin"):
         loaded = config.loaded()
     assert loaded.token == _TOKEN  # without the newline
     assert (loaded.token_file, loaded.mtls, loaded.allowed_names) == (token_file, False, ())
@@ -396,11 +397,11 @@ def test_loaded_of_a_token_file_others_can_read_warns(
     token_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     token_file.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="lookupd.admin"):
+    with caplog.at_level(logging.WARNING, logger="lookupd.server.admin"):
         loaded = AdminConfig(token_file=token_file).loaded()
     assert loaded.token == _TOKEN
     (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warning.name == "lookupd.admin"
+    assert warning.name == "lookupd.server.admin"
     message = warning.getMessage()
     assert str(token_file) in message
     assert "mode 644" in message

@@ -13,9 +13,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lookupd
-from lookupd import reserved
-from lookupd.database import Database
-from lookupd.service import STATUS_TO_PROTO, Answerer
+from lookupd.core import reserved
+from lookupd.core.database import Database
+from lookupd.server.answers import STATUS_TO_PROTO, Answerer
 
 _DB = lookupd.open()
 _ANSWERER = Answerer.load(_DB)

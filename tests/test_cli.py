@@ -590,7 +590,7 @@ def test_db_corrupt_file_in_process(
 
 
 def _check_version_output(out: str, source: str) -> None:
-    from lookupd import _parse, _search
+    from lookupd.core import _parse, _search
 
     lines = out.splitlines()
     assert lines[0] == f"lookupd {lookupd.__version__}"

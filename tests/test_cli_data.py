@@ -18,7 +18,7 @@ import pytest
 import lookupd
 import lookupd.cli
 from lookupd import Database
-from lookupd.snapshot import MAGIC, load_snapshot
+from lookupd.datafiles.snapshot import MAGIC, load_snapshot
 
 _DATA = Path(__file__).parent / "data" / "geo-whois-asn-country"
 _CSV_V4 = _DATA / "geo-whois-asn-country-ipv4.csv.xz"
@@ -505,7 +505,7 @@ def test_diff_gaps_and_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_diff_identical(real_snapshot: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The snapshot built from the CSVs against the embedded .npz compiled from them.
-    from lookupd.database import EMBEDDED_DATA
+    from lookupd.datafiles.open import EMBEDDED_DATA
 
     embedded_path = Path(lookupd.__file__).parent / "data" / EMBEDDED_DATA
     run = _main(["diff", str(embedded_path), str(real_snapshot)], capsys)

@@ -21,8 +21,8 @@ from lookupd import Database, Status
 from lookupd.cli import main
 from lookupd.client import Answers, AsyncClient, Client, ServerError, _channel_options
 from lookupd.policies import PolicySet, example_policies_path, load_policies
-from lookupd.server import LookupServer, ServerConfig
-from lookupd.service import Answerer
+from lookupd.server.answers import Answerer
+from lookupd.server.app import LookupServer, ServerConfig
 from lookupd.v1 import lookup_pb2 as pb
 
 _TIMEOUT_S = 20.0

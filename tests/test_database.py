@@ -24,9 +24,10 @@ import pytest
 from reference import ReferenceRanges
 
 import lookupd
-from lookupd import Database, LookupResult, RangeTable, Status, reserved
-from lookupd.compiled import save_compiled
-from lookupd.table import build_table
+from lookupd import Database, LookupResult, RangeTable, Status
+from lookupd.core import reserved
+from lookupd.core.table import build_table
+from lookupd.datafiles.npz import save_compiled
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Row = tuple[str, str, str]

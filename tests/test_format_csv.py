@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
+from lookupd.core.table import RangeTable
+from lookupd.datafiles.formats import geolite2_csv, ip2location_csv, read_source
+from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
-from lookupd.formats import geolite2_csv, ip2location_csv, read_source
-from lookupd.rows import RangeRows
-from lookupd.table import RangeTable
 
 _DATA = Path(__file__).parent / "data" / "geo-whois-asn-country"
 _MAPPED_LAST = IPV4_MAPPED_PREFIX | IPV4_MAX

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 import lookupd
+from lookupd.core.table import RangeTable
+from lookupd.datafiles.formats import detect_format, mmdb, read_source
+from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
-from lookupd.formats import detect_format, mmdb, read_source
-from lookupd.rows import RangeRows
-from lookupd.table import RangeTable
 
 _DATA = Path(__file__).parent / "data"
 _TEST_DATA = _DATA / "maxmind-test" / "test-data"
@@ -205,7 +205,7 @@ def _write_raw_tree(
 
 
 def _expected(record: Any) -> str | None:
-    """The label a record should give (the rule in lookupd.formats.mmdb's docstring)."""
+    """The label a record should give (the rule in lookupd.datafiles.formats.mmdb's docstring)."""
     if not isinstance(record, dict):
         return None
     if record.get("country_code"):
@@ -511,8 +511,8 @@ import json, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))  # 2 GiB: no unbounded memory
 from lookupd.errors import DataFormatError
-from lookupd.formats.mmdb import read
-from lookupd.rows import RangeRows
+from lookupd.datafiles.formats.mmdb import read
+from lookupd.datafiles.rows import RangeRows
 for name in sys.argv[1:]:
     try:
         result = {"rows": len(read(Path(name), RangeRows()))}

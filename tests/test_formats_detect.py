@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lookupd.datafiles.formats import FORMATS, detect_format, read_source
 from lookupd.errors import DataFormatError
-from lookupd.formats import FORMATS, detect_format, read_source
 
 _BLOCKS = (
     "network,geoname_id,registered_country_geoname_id,represented_country_geoname_id,"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import lookupd
-from lookupd import iso3166
+from lookupd.core.labels import split_label
+from lookupd.policies import iso3166
 
 
 @pytest.mark.parametrize("code", ["US", "DE", "UA", "GB", "CW", "SX", "BQ", "SS", "AQ", "UM"])
@@ -73,7 +74,7 @@ def test_subdivisions(code: str, expected: bool) -> None:
     ],
 )
 def test_split_label(label: str, expected: tuple[str, str | None]) -> None:
-    assert iso3166.split_label(label) == expected
+    assert split_label(label) == expected
 
 
 def test_non_iso_labels() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lookupd._constants import IPV4_MAX
+from lookupd.core.constants import IPV4_MAX
+from lookupd.datafiles.formats.location_csv import read_location_csv
+from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
-from lookupd.formats.location_csv import read_location_csv
-from lookupd.rows import RangeRows
 
 
 def _write(path: Path, text: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lookupd.logs import (
+from lookupd.server.logs import (
     LOG_FORMATS,
     JsonFormatter,
     KeyValueFormatter,
@@ -341,14 +341,14 @@ def test_configure_writes_kv_lines_to_the_stream() -> None:
     assert handler in logger.handlers
     assert logger.level == logging.INFO
     assert logger.propagate is False
-    log_event(logging.getLogger("lookupd.reload"), logging.INFO, "reload", "reloaded", n=1)
-    logging.getLogger("lookupd.reload").debug("not at info")
+    log_event(logging.getLogger("lookupd.server.reload"), logging.INFO, "reload", "reloaded", n=1)
+    logging.getLogger("lookupd.server.reload").debug("not at info")
     (line,) = _lines(stream)
     parsed = _parse_kv(line)
     assert _TS.fullmatch(parsed["ts"])
     assert {k: v for k, v in parsed.items() if k != "ts"} == {
         "level": "info",
-        "logger": "lookupd.reload",
+        "logger": "lookupd.server.reload",
         "event": "reload",
         "msg": "reloaded",
         "n": "1",
@@ -358,7 +358,9 @@ def test_configure_writes_kv_lines_to_the_stream() -> None:
 def test_configure_json() -> None:
     stream = io.StringIO()
     configure("json", stream=stream, context={"worker": 1})
-    log_event(logging.getLogger("lookupd.server"), logging.WARNING, "stop", "stopping", grace_s=5.0)
+    log_event(
+        logging.getLogger("lookupd.server.app"), logging.WARNING, "stop", "stopping", grace_s=5.0
+    )
     (line,) = _lines(stream)
     parsed = json.loads(line)
     assert list(parsed) == ["ts", "level", "logger", "worker", "event", "msg", "grace_s"]
@@ -378,7 +380,7 @@ def test_configure_replaces_its_own_handler() -> None:
     assert new in logger.handlers
     assert foreign in logger.handlers
     assert sum(getattr(h, "lookupd_handler", False) for h in logger.handlers) == 1
-    log_event(logging.getLogger("lookupd.workers"), logging.INFO, "ready", "worker ready")
+    log_event(logging.getLogger("lookupd.server.workers"), logging.INFO, "ready", "worker ready")
     assert first.getvalue() == ""
     (line,) = _lines(second)  # once, not once per configure()
     assert _parse_kv(line)["worker"] == "1"

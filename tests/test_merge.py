@@ -14,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference import ReferenceRanges
 
-from lookupd._constants import IPV4_MAX, IPV6_MAX
+from lookupd.core.constants import IPV4_MAX, IPV6_MAX
+from lookupd.core.table import IPVersion, RangeTable, Tables
+from lookupd.datafiles.merge import address_totals, diff, merge_sources, overlay
+from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
-from lookupd.merge import Tables, address_totals, diff, merge_sources, overlay
-from lookupd.rows import RangeRows
-from lookupd.table import IPVersion, RangeTable
 
 _Row = tuple[str, str, str]
 

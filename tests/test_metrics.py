@@ -1,4 +1,4 @@
-"""lookupd.metrics: exact values after known observations, scraped over real HTTP on 127.0.0.1.
+"""lookupd.server.metrics: exact values after known observations, scraped over HTTP on 127.0.0.1.
 
 Multiprocess mode changes process-global state (an environment variable, prometheus_client's
 value class), so it is tested only in a child interpreter that forks workers of its own:
@@ -24,8 +24,8 @@ from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
 import lookupd
-from lookupd import metrics as lm
 from lookupd.errors import LookupdError
+from lookupd.server import metrics as lm
 
 _TIMEOUT_S = 10.0
 _SUBPROCESS_TIMEOUT_S = 120.0
@@ -441,7 +441,7 @@ def _run_python(code: str, *args: str) -> str:
 _WORKERS_SCRIPT = r"""
 import json, os, sys, time, traceback, urllib.request
 import numpy as np
-from lookupd import metrics as lm
+from lookupd.server import metrics as lm
 
 directory = sys.argv[1]
 lm.enable_multiprocess(directory)
@@ -617,7 +617,7 @@ def test_workers_files(workers_run: dict[str, object]) -> None:
 
 _GUARDS_SCRIPT = r"""
 import os, sys
-from lookupd import metrics as lm
+from lookupd.server import metrics as lm
 from lookupd.errors import LookupdError
 
 first, second = sys.argv[1:3]

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookupd._constants import IPV4_MAPPED_PREFIX, IPV6_MAX, Status
+from lookupd.codes import Status
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV6_MAX
 
 _OK = Status.OK
 _INVALID = Status.INVALID_ADDRESS
@@ -39,7 +40,7 @@ class ParseCore(Protocol):
 
 if TYPE_CHECKING:
     # Keeps _parse_c.pyi and the pure twin honest: both must fit the same protocol.
-    from lookupd import _parse_c, _parse_py
+    from lookupd.core import _parse_c, _parse_py
 
     _C_CORE: ParseCore = _parse_c
     _PY_CORE: ParseCore = _parse_py

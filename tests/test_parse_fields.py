@@ -10,7 +10,7 @@ from conftest import PARSE_CORES
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lookupd._parse_py import parse_many
+from lookupd.core._parse_py import parse_many
 from lookupd.v1 import lookup_pb2 as pb
 
 _FIELD = 1  # LookupRequest.addresses
@@ -93,7 +93,7 @@ def test_malformed_messages_are_refused(core: ModuleType, message: bytes) -> Non
 @pytest.mark.parametrize("core", PARSE_CORES, ids=lambda m: m.__name__.rsplit(".")[-1])
 @given(st.binary(max_size=200))
 def test_any_bytes_are_safe_and_both_cores_agree(core: ModuleType, message: bytes) -> None:
-    from lookupd import _parse_py
+    from lookupd.core import _parse_py
 
     counted = core.scan_fields(message, _FIELD)
     assert counted == _parse_py.scan_fields(message, _FIELD)

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lookupd._constants import IPV4_MAPPED_PREFIX, Status
+from lookupd.codes import Status
+from lookupd.core.constants import IPV4_MAPPED_PREFIX
 
 
 def _import_or_none(name: str) -> ModuleType | None:
@@ -25,8 +26,8 @@ def _import_or_none(name: str) -> ModuleType | None:
         return None
 
 
-_C_CORE = _import_or_none("lookupd._parse_c")
-_PY_CORE = importlib.import_module("lookupd._parse_py")
+_C_CORE = _import_or_none("lookupd.core._parse_c")
+_PY_CORE = importlib.import_module("lookupd.core._parse_py")
 
 _BLANKS = " \t\r"
 

@@ -22,8 +22,11 @@ from hypothesis import strategies as st
 from reference import ReferenceRanges
 
 import lookupd
-from lookupd import Database, LookupResult, reserved
-from lookupd.iso3166 import countries, split_label
+from lookupd import Database, LookupResult
+from lookupd.codes import Reason, Verdict
+from lookupd.core import reserved
+from lookupd.core.labels import split_label
+from lookupd.core.table import build_table
 from lookupd.policies import (
     CompiledPolicies,
     Decisions,
@@ -31,13 +34,11 @@ from lookupd.policies import (
     Policy,
     PolicyError,
     PolicySet,
-    Reason,
-    Verdict,
     example_policies_path,
     load_policies,
     parse_policies,
 )
-from lookupd.table import build_table
+from lookupd.policies.iso3166 import countries
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Row = tuple[str, str, str]

@@ -26,8 +26,8 @@ import pytest
 from reference import ReferenceRanges, read_rows
 
 import lookupd
-from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
-from lookupd.formats.location_csv import read_location_csv
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
+from lookupd.datafiles.formats.location_csv import read_location_csv
 
 pytestmark = pytest.mark.slow
 

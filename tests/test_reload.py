@@ -18,9 +18,9 @@ from versions import (
 )
 
 from lookupd.errors import LookupdError
-from lookupd.logs import field_value
-from lookupd.reload import FileState, Loader, file_state, preload
-from lookupd.service import Answerer
+from lookupd.server.answers import Answerer
+from lookupd.server.logs import field_value
+from lookupd.server.reload import FileState, Loader, file_state, preload
 
 
 class _Published:

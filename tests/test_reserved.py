@@ -18,8 +18,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lookupd
-from lookupd import Database, Status, reserved
-from lookupd.table import build_table
+from lookupd import Database, Status
+from lookupd.core import reserved
+from lookupd.core.table import build_table
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

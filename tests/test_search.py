@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookupd import _search_py
-from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX, Status
+from lookupd.codes import Status
+from lookupd.core import _search_py
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
 
 _U64_MAX = (1 << 64) - 1
 # Keys whose top 16 bits differ by one: the edges of the jump-table windows.
@@ -346,7 +347,7 @@ def test_find_index_accepts_numpy_integers(search_core: ModuleType) -> None:
 
 
 def test_jump_bits_agree() -> None:
-    c_core = pytest.importorskip("lookupd._search_c")
+    c_core = pytest.importorskip("lookupd.core._search_c")
     assert (c_core.JUMP_BITS_V4, c_core.JUMP_BITS_V6) == (
         _search_py.JUMP_BITS_V4,
         _search_py.JUMP_BITS_V6,
@@ -378,8 +379,8 @@ def test_core_matches_stub(search_core: ModuleType) -> None:
 
 def test_compiled_core_through_its_stub() -> None:
     """Call the compiled core by name: mypy checks these calls against _search_c.pyi."""
-    pytest.importorskip("lookupd._search_c")
-    from lookupd import _search_c
+    pytest.importorskip("lookupd.core._search_c")
+    from lookupd.core import _search_c
 
     starts_v4 = _v4([0, 100])
     jump_v4 = _search_c.jump_table_v4(starts_v4)
@@ -700,7 +701,7 @@ def test_find_index_bad_arrays_are_refused(
 
 def test_compiled_find_index_takes_any_buffer_layout() -> None:
     """Buffers that are not numpy arrays, in the formats numpy does not export, still work."""
-    c_core = pytest.importorskip("lookupd._search_c")
+    c_core = pytest.importorskip("lookupd.core._search_c")
     starts_v4 = _v4([0, 10, 1 << 20, IPV4_MAX])
     jump_v4 = c_core.jump_table_v4(starts_v4)
     starts_v6 = _v6([0, 10, 1 << 64, 1 << 100])

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lookupd import _search_py
-from lookupd._constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX, Status
+from lookupd.codes import Status
+from lookupd.core import _search_py
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
 
 try:
-    _search_c: ModuleType | None = importlib.import_module("lookupd._search_c")
+    _search_c: ModuleType | None = importlib.import_module("lookupd.core._search_c")
 except ImportError:  # pragma: no cover - the pure-Python run
     _search_c = None
 

@@ -7,7 +7,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from lookupd._constants import IPV4_MAPPED_PREFIX
+from lookupd.core.constants import IPV4_MAPPED_PREFIX
 
 _THREADS = 8
 _ROUNDS = 10

@@ -19,16 +19,16 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import lookupd
 from lookupd import Database, Status
-from lookupd.merge import Tables
+from lookupd.codes import Reason
+from lookupd.core.table import RangeTable, Tables
+from lookupd.datafiles.snapshot import write_snapshot
 from lookupd.policies import (
     PolicySet,
-    Reason,
     example_policies_path,
     load_policies,
     parse_policies,
 )
-from lookupd.server import SERVICE_NAME, LookupServer, ServerConfig
-from lookupd.service import (
+from lookupd.server.answers import (
     CHUNK_ADDRESSES,
     PROTO_TO_STATUS,
     STATUS_TO_PROTO,
@@ -40,8 +40,7 @@ from lookupd.service import (
     packed_count,
     tables_sha256,
 )
-from lookupd.snapshot import write_snapshot
-from lookupd.table import RangeTable
+from lookupd.server.app import SERVICE_NAME, LookupServer, ServerConfig
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -666,7 +665,7 @@ def test_data_version_equals_a_snapshot_of_the_same_tables(db: Database, tmp_pat
 
 
 def test_odd_labels_get_a_documented_packed_code() -> None:
-    from lookupd.service import _country_tables
+    from lookupd.server.answers import _country_tables
 
     codes, texts = _country_tables(["", "US", "UA-43", "EUR", "É1"])
     assert codes.tolist() == [b"--", b"US", b"UA", b"??", b"??"]

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import lookupd
-from lookupd import Database, _search
-from lookupd.errors import DataFormatError, LookupdError
-from lookupd.merge import SourceInfo, Tables
-from lookupd.rows import RangeRows
-from lookupd.snapshot import (
+from lookupd import Database
+from lookupd.core import _search
+from lookupd.core.table import Tables
+from lookupd.datafiles.rows import RangeRows
+from lookupd.datafiles.snapshot import (
     FORMAT_VERSION,
     MAGIC,
     PAGE_BYTES,
@@ -31,6 +31,8 @@ from lookupd.snapshot import (
     load_snapshot,
     write_snapshot,
 )
+from lookupd.datafiles.sources import SourceInfo
+from lookupd.errors import DataFormatError, LookupdError
 
 _PREFIX = struct.Struct("<12sII32s")
 _SOURCE = SourceInfo("base.csv", "location-csv", 123, "ab" * 32, (4, 2), {"fallback": 3})

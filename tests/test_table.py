@@ -10,9 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from reference import ReferenceRanges
 
-from lookupd._constants import IPV4_MAX, IPV6_MAX
+from lookupd.core.constants import IPV4_MAX, IPV6_MAX
+from lookupd.core.table import IPVersion, RangeTable, build_table
 from lookupd.errors import InvalidTableError
-from lookupd.table import IPVersion, RangeTable, build_table
 
 Row = tuple[int, int, int]
 

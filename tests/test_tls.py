@@ -1,4 +1,4 @@
-"""TLS and mutual TLS: lookupd.tls against real servers on 127.0.0.1 with throwaway certs."""
+"""TLS and mutual TLS: lookupd.server.tls against real servers on 127.0.0.1 with throwaway certs."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from certs import CLIENT_NAME, Certs, write_certs
 import lookupd
 from lookupd import Database
 from lookupd.client import Answers, AsyncClient, Client, ServerError
+from lookupd.client.tls import ClientTLS
 from lookupd.errors import LookupdError
 from lookupd.policies import example_policies_path, load_policies
-from lookupd.server import LookupServer, ServerConfig
-from lookupd.service import Answerer
-from lookupd.tls import ClientTLS, ServerTLS, peer_identities
+from lookupd.server.answers import Answerer
+from lookupd.server.app import LookupServer, ServerConfig
+from lookupd.server.tls import ServerTLS, peer_identities
 
 # Every call has a deadline: a handshake that fails must not hang a test.
 _TIMEOUT_S = 5.0

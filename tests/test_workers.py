@@ -32,9 +32,9 @@ from versions import (
     write_policies,
 )
 
-from lookupd import workers
 from lookupd.client import Client, ServerError
 from lookupd.errors import LookupdError
+from lookupd.server import workers
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 

@@ -8,9 +8,9 @@ import hashlib
 import lzma
 from pathlib import Path
 
-from lookupd.compiled import save_compiled
-from lookupd.database import EMBEDDED_DATA
-from lookupd.formats.location_csv import read_location_csv
+from lookupd.datafiles.formats.location_csv import read_location_csv
+from lookupd.datafiles.npz import save_compiled
+from lookupd.datafiles.open import EMBEDDED_DATA
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SOURCE_DIR = _ROOT / "tests" / "data" / "geo-whois-asn-country"

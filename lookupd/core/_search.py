@@ -1,0 +1,70 @@
+"""Select the search core: the compiled one, or its pure-Python twin."""
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+NO_EXTENSIONS = (
+    bool(os.environ.get("LOOKUPD_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+)
+
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from lookupd.core._search_py import (
+        JUMP_BITS_V4,
+        JUMP_BITS_V6,
+        answer_packed_v4,
+        find_index_v4,
+        find_index_v6,
+        find_many_v4,
+        find_many_v6,
+        jump_table_v4,
+        jump_table_v6,
+        lookup_many,
+    )
+
+    CORE = "python"
+else:
+    try:
+        from lookupd.core._search_c import (
+            JUMP_BITS_V4,
+            JUMP_BITS_V6,
+            answer_packed_v4,
+            find_index_v4,
+            find_index_v6,
+            find_many_v4,
+            find_many_v6,
+            jump_table_v4,
+            jump_table_v6,
+            lookup_many,
+        )
+
+        CORE = "c"
+    except ImportError:  # pragma: no cover - reported by `lookupd version` and the server
+        from lookupd.core._search_py import (
+            JUMP_BITS_V4,
+            JUMP_BITS_V6,
+            answer_packed_v4,
+            find_index_v4,
+            find_index_v6,
+            find_many_v4,
+            find_many_v6,
+            jump_table_v4,
+            jump_table_v6,
+            lookup_many,
+        )
+
+        CORE = "python"
+
+__all__ = [
+    "CORE",
+    "JUMP_BITS_V4",
+    "JUMP_BITS_V6",
+    "answer_packed_v4",
+    "find_index_v4",
+    "find_index_v6",
+    "find_many_v4",
+    "find_many_v6",
+    "jump_table_v4",
+    "jump_table_v6",
+    "lookup_many",
+]

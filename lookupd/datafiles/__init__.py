@@ -1,0 +1,1 @@
+"""Data files: format readers, merging, snapshots, the embedded data and data versions."""

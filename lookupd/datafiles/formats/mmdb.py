@@ -1,0 +1,402 @@
+"""Read MaxMind DB (``.mmdb``) files: GeoIP2/GeoLite2 Country and City, or flat ``country_code``.
+
+The ``maxminddb`` package reads the file and iterates its networks; this module only checks
+that the search tree is safe to iterate, picks a label per record and adds the ranges.
+
+Labels, per record, first match wins:
+
+1. ``country_code`` (a flat schema, e.g. ip-location-db's ``{"country_code": "US"}``);
+2. ``country.iso_code`` (GeoIP2/GeoLite2), with ``-`` and the first (largest) subdivision's
+   ``iso_code`` when the record has ``subdivisions`` (City databases): ``UA-43``;
+3. ``registered_country.iso_code`` when there is no ``country`` (e.g. anonymous proxies),
+   counted in ``rows.notes``.
+
+A network with none of these stays unknown, counted in ``rows.notes``; a file in which no
+network has one is an error.
+
+IPv4 aliasing: an IPv6 database keeps its IPv4 networks in ``::/96`` and usually points
+``::ffff:0:0/96``, ``2001::/32`` (Teredo) and ``2002::/16`` (6to4) at the same subtree.
+``maxminddb`` yields that subtree once, as IPv4 networks, and skips the aliases, so nothing is
+read twice. ``::ffff:0:0/96`` needs nothing more (lookupd answers it from the IPv4 table);
+for every other alias the IPv4 networks are mirrored into that IPv6 prefix, so the tables
+answer there what the database answers, and the mirroring is counted in ``rows.notes``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import lzma
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import maxminddb
+import numpy as np
+import numpy.typing as npt
+
+from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
+from lookupd.datafiles.rows import RangeRows
+from lookupd.errors import DataFormatError
+
+if TYPE_CHECKING:
+    from lookupd.datafiles.formats import Progress
+
+NOTE_REGISTERED_COUNTRY = "mmdb: registered_country used (no country)"
+"""``rows.notes`` key: networks labelled from ``registered_country``."""
+NOTE_NO_COUNTRY = "mmdb: networks without a country (left unknown)"
+"""``rows.notes`` key: networks whose record has no usable country code."""
+NOTE_MAPPED = "mmdb: networks in ::ffff:0:0/96 read as IPv4"
+"""``rows.notes`` key: IPv4-mapped networks the tree stores as IPv6 (not as an alias)."""
+NOTE_MIRRORED = "mmdb: IPv4 networks mirrored into {prefix} (the database aliases it to IPv4)"
+"""``rows.notes`` key pattern: IPv4 rows copied into an aliased IPv6 prefix."""
+
+# The metadata section starts after this marker, somewhere in the file's last 128 KiB.
+_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
+_METADATA_MAX_BYTES = 128 * 1024
+# 16 zero bytes separate the search tree from the data section.
+_DATA_SEPARATOR_BYTES = 16
+_PROGRESS_EVERY = 1 << 16  # networks between two progress calls
+_MAX_DEPTH = {4: 32, 6: 128}  # address bits: no search node may sit this deep
+_ALIAS_DEPTH = 96  # an IPv6 tree's IPv4 subtree starts at ::/96
+_COMPRESSED_SUFFIXES = (".gz", ".xz")
+# What maxminddb raises for a corrupt file: InvalidDatabaseError (a RuntimeError); ValueError
+# (UnicodeDecodeError in a string, ipaddress refusing a network); TypeError or KeyError from
+# malformed metadata in the pure-Python reader; RecursionError from its recursive iterator.
+_MAXMINDDB_ERRORS = (
+    maxminddb.InvalidDatabaseError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    """What checking the search tree found out."""
+
+    networks: int
+    """Data records the iteration will yield."""
+    aliases: list[tuple[int, int]]
+    """(first address, prefix length) of each IPv6 subtree aliased to the IPv4 subtree."""
+
+
+def read_mmdb(path: str | os.PathLike[str], rows: RangeRows | None = None) -> RangeRows:
+    """Read a MaxMind DB file (optionally ``.gz``/``.xz``-compressed) into ``rows``."""
+    return read(Path(path), RangeRows() if rows is None else rows)
+
+
+def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> RangeRows:
+    """Format entry point (see :mod:`lookupd.datafiles.formats`).
+
+    Raises:
+        DataFormatError: the file is missing, empty, not a MaxMind DB file, corrupt (one
+            line naming the file and the problem), or no network in it has a country.
+    """
+    if not path.is_file():
+        msg = f"{path}: no such file"
+        raise DataFormatError(msg)
+    with _uncompressed(path) as plain:
+        size = _check_file(path, plain)
+        reader = _open(path, plain)
+        try:
+            metadata = reader.metadata()
+            tree = _check_tree(
+                path, plain, size, metadata.node_count, metadata.record_size, metadata.ip_version
+            )
+            _read_networks(path, reader, rows, tree, progress)
+        except _MAXMINDDB_ERRORS as exc:
+            msg = f"{path}: corrupt MaxMind DB file: {_one_line(exc, plain)}"
+            raise DataFormatError(msg) from exc
+        finally:
+            reader.close()
+    return rows
+
+
+def _read_networks(
+    path: Path,
+    reader: maxminddb.Reader,
+    rows: RangeRows,
+    tree: _Tree,
+    progress: Progress | None,
+) -> None:
+    notes = rows.notes
+    total = tree.networks
+    done = labelled = unlabelled = mapped = 0
+    # Genuine IPv4 rows, kept only to mirror them into the aliased prefixes afterwards.
+    mirror: list[tuple[int, int, str]] | None = [] if _mirrored(tree.aliases) else None
+    add = rows.add
+    for network, record in reader:
+        done += 1
+        if progress is not None and done % _PROGRESS_EVERY == 0:
+            progress(done, total)
+        # The flat schema first: it is the common record of the largest country databases.
+        code = record.get("country_code") if isinstance(record, dict) else None
+        if not (isinstance(code, str) and code):
+            code = _geoip2_label(record, notes)
+            if code is None:
+                unlabelled += 1
+                continue
+        labelled += 1
+        start = int(network.network_address)
+        prefix = network.prefixlen
+        if network.version == 4:
+            end = start | (IPV4_MAX >> prefix)
+            add(4, start, end, code)
+            if mirror is not None:
+                mirror.append((start, end, code))
+        elif start >> 32 == IPV4_MAPPED_PREFIX >> 32 and prefix >= _ALIAS_DEPTH:
+            # The tree has its own data in ::ffff:0:0/96 (not an alias); lookupd answers
+            # IPv4-mapped addresses from the IPv4 table, so that is where they belong.
+            mapped += 1
+            add(4, start & IPV4_MAX, (start | (IPV6_MAX >> prefix)) & IPV4_MAX, code)
+        else:
+            add(6, start, start | (IPV6_MAX >> prefix), code)
+    if progress is not None:
+        progress(done, done)
+    if unlabelled:
+        notes[NOTE_NO_COUNTRY] += unlabelled
+    if mapped:
+        notes[NOTE_MAPPED] += mapped
+    if not labelled:
+        msg = (
+            f"{path}: no country data: none of its {done} networks has a country_code, "
+            "country.iso_code or registered_country.iso_code"
+        )
+        raise DataFormatError(msg)
+    if mirror:
+        _mirror_aliases(rows, tree.aliases, mirror)
+
+
+def _geoip2_label(record: Any, notes: Counter[str]) -> str | None:
+    """Label a GeoIP2/GeoLite2 record (see the module docstring); None if it has no country."""
+    if not isinstance(record, dict):
+        return None
+    code = _iso_code(record.get("country"))
+    if code is not None:
+        subdivisions = record.get("subdivisions")
+        if isinstance(subdivisions, list) and subdivisions:
+            subdivision = _iso_code(subdivisions[0])
+            if subdivision is not None:
+                return f"{code}-{subdivision}"
+        return code
+    code = _iso_code(record.get("registered_country"))
+    if code is not None:
+        notes[NOTE_REGISTERED_COUNTRY] += 1
+    return code
+
+
+def _iso_code(place: Any) -> str | None:
+    code = place.get("iso_code") if isinstance(place, dict) else None
+    return code if isinstance(code, str) and code else None
+
+
+def _mirrored(aliases: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The aliases whose answers the tables must copy: all but ``::ffff:0:0/96``."""
+    return [
+        (first, length)
+        for first, length in aliases
+        if length <= _ALIAS_DEPTH and not (length == _ALIAS_DEPTH and first == IPV4_MAPPED_PREFIX)
+    ]
+
+
+def _mirror_aliases(
+    rows: RangeRows, aliases: list[tuple[int, int]], v4_rows: list[tuple[int, int, str]]
+) -> None:
+    for first, length in _mirrored(aliases):
+        # The IPv4 address follows the alias prefix; the bits after it are free.
+        shift = 128 - length - 32
+        host = (1 << shift) - 1
+        for start, end, code in v4_rows:
+            rows.add(6, first | (start << shift), first | (end << shift) | host, code)
+        prefix = f"{ipaddress.IPv6Address(first)}/{length}"
+        rows.notes[NOTE_MIRRORED.format(prefix=prefix)] += len(v4_rows)
+
+
+@contextmanager
+def _uncompressed(path: Path) -> Iterator[Path]:
+    """Yield ``path``, or a temporary decompressed copy of a ``.gz``/``.xz`` file.
+
+    maxminddb's fast reader maps a real file, so a compressed one is written out first
+    (streamed to disk: memory stays flat whatever the file expands to).
+    """
+    suffix = path.suffix.lower()
+    if suffix not in _COMPRESSED_SUFFIXES:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="lookupd-mmdb-") as tmp:
+        plain = Path(tmp) / path.stem
+        try:
+            with (
+                gzip.open(path, "rb") if suffix == ".gz" else lzma.open(path, "rb") as source,
+                plain.open("wb") as target,
+            ):
+                shutil.copyfileobj(source, target, 1 << 20)
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            msg = f"{path}: cannot decompress: {_one_line(exc, path)}"
+            raise DataFormatError(msg) from exc
+        yield plain
+
+
+def _check_file(path: Path, plain: Path) -> int:
+    """Return the file's size after refusing the obvious non-databases with a clear reason."""
+    try:
+        size = plain.stat().st_size
+        with plain.open("rb") as handle:
+            handle.seek(max(0, size - _METADATA_MAX_BYTES))
+            tail = handle.read()
+    except OSError as exc:
+        msg = f"{path}: cannot read: {_one_line(exc, plain)}"
+        raise DataFormatError(msg) from exc
+    if size == 0:
+        msg = f"{path}: empty file"
+        raise DataFormatError(msg)
+    if _METADATA_MARKER not in tail:
+        msg = f"{path}: not a MaxMind DB file (no metadata marker in its last 128 KiB)"
+        raise DataFormatError(msg)
+    return size
+
+
+def _open(path: Path, plain: Path) -> maxminddb.Reader:
+    """Open with maxminddb's fastest reader (its C extension when installed)."""
+    try:
+        return maxminddb.open_database(os.fspath(plain))
+    except _MAXMINDDB_ERRORS as exc:
+        reason = _one_line(exc, plain)
+        # The C extension says only "Is this a valid MaxMind DB file?"; the pure-Python
+        # reader usually names the problem (a bad record size, a tree past the end...).
+        detail = _pure_python_complaint(plain)
+        msg = f"{path}: not a valid MaxMind DB file: {detail or reason}"
+        raise DataFormatError(msg) from exc
+
+
+def _pure_python_complaint(plain: Path) -> str | None:
+    try:
+        reader = maxminddb.open_database(os.fspath(plain), maxminddb.MODE_MEMORY)
+    except Exception as exc:  # only to word the error that is raised anyway
+        return _one_line(exc, plain)
+    reader.close()
+    return None
+
+
+def _one_line(exc: BaseException, path: Path) -> str:
+    """``exc``'s message on one line, without the path the message repeats."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split()).replace(f" ({path})", "").replace(str(path), "the file")
+    return text or type(exc).__name__
+
+
+def _check_tree(
+    path: Path, plain: Path, size: int, node_count: int, record_size: int, ip_version: int
+) -> _Tree:
+    """Check that iterating the search tree ends, and say what it will yield.
+
+    maxminddb's iterators trust the tree: a node reached twice (a cycle, or subtrees shared
+    beyond the IPv4 aliases) makes them walk forever or exponentially long, and the C
+    extension then writes past a 16-byte address buffer once deeper than 128 bits (a crafted
+    file aborted the interpreter with heap corruption). So before iterating, walk the tree
+    breadth-first over its raw node records (numpy, one step per level) and require every
+    node to be reached once, no deeper than the address has bits. Only the search tree's
+    node numbers are read here; records and metadata are left to maxminddb.
+
+    Raises:
+        DataFormatError: an unusable tree, naming the file and the problem.
+    """
+
+    def fail(problem: str) -> DataFormatError:
+        return DataFormatError(f"{path}: corrupt MaxMind DB file: {problem}")
+
+    if record_size not in (24, 28, 32):
+        raise fail(f"unsupported record size {record_size}")
+    if ip_version not in _MAX_DEPTH:
+        raise fail(f"unsupported ip_version {ip_version}")
+    if node_count <= 0:
+        raise fail(f"search tree has {node_count} nodes")
+    node_bytes = record_size // 4
+    if node_count * node_bytes + _DATA_SEPARATOR_BYTES > size:
+        raise fail(f"search tree of {node_count} nodes extends past the end of the file")
+    left, right = _node_records(plain, node_count, node_bytes)
+
+    ipv4_start = node_count  # an empty record: never a node, so no aliases in an IPv4 tree
+    if ip_version == 6:
+        # As the readers find it: 96 left turns from the root, unless a record ends it.
+        node = 0
+        for _ in range(_ALIAS_DEPTH):
+            if node >= node_count:
+                break
+            node = int(left[node])
+        ipv4_start = node
+
+    visited = np.zeros(node_count, dtype=np.bool_)
+    visited[0] = True
+    reached = 1
+    nodes = np.zeros(1, dtype=np.uint32)
+    # First address of each node's network, as (high, low) 64-bit halves, and whether its
+    # first 96 bits are all zero (inside ::/96, where the readers follow the IPv4 subtree).
+    high = np.zeros(1, dtype=np.uint64)
+    low = np.zeros(1, dtype=np.uint64)
+    in_v4 = np.ones(1, dtype=np.bool_)
+    networks = 0
+    aliases: list[tuple[int, int]] = []
+    max_depth = _MAX_DEPTH[ip_version]
+    for depth in range(max_depth + 1):
+        if nodes.size == 0:
+            break
+        if depth == max_depth:
+            raise fail(f"search tree deeper than {max_depth} bits")
+        children = np.concatenate((left[nodes], right[nodes]))
+        bit = 127 - depth  # the address bit a right turn at this depth sets
+        high = np.concatenate((high, high | np.uint64((1 << (bit - 64)) if bit >= 64 else 0)))
+        low = np.concatenate((low, low | np.uint64((1 << bit) if bit < 64 else 0)))
+        in_v4 = np.concatenate((in_v4, in_v4 & (depth >= _ALIAS_DEPTH)))
+        networks += int(np.count_nonzero(children > node_count))
+        is_node = children < node_count
+        # The readers skip a subtree equal to the IPv4 one anywhere outside ::/96.
+        alias = is_node & (children == ipv4_start) & ~in_v4
+        for i in np.flatnonzero(alias).tolist():
+            aliases.append(((int(high[i]) << 64) | int(low[i]), depth + 1))
+        follow = is_node & ~alias
+        nodes = children[follow]
+        if visited[nodes].any():
+            raise fail("search tree reaches a node twice (a cycle or a shared subtree)")
+        visited[nodes] = True
+        reached += nodes.size
+        if int(np.count_nonzero(visited)) != reached:
+            raise fail("search tree reaches a node twice (a cycle or a shared subtree)")
+        high, low, in_v4 = high[follow], low[follow], in_v4[follow]
+    return _Tree(networks, aliases)
+
+
+def _node_records(
+    plain: Path, node_count: int, node_bytes: int
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    """Decode every node's (left, right) record: 24, 28 or 32 bits each, big-endian."""
+    raw = np.fromfile(plain, dtype=np.uint8, count=node_count * node_bytes)
+    nodes = raw.reshape(node_count, node_bytes)
+
+    def column(i: int) -> npt.NDArray[np.uint32]:
+        return nodes[:, i].astype(np.uint32)
+
+    if node_bytes == 6:
+        left = (column(0) << 16) | (column(1) << 8) | column(2)
+        right = (column(3) << 16) | (column(4) << 8) | column(5)
+    elif node_bytes == 7:
+        # The middle byte's high nibble tops the left record, its low nibble the right.
+        middle = column(3)
+        left = ((middle & 0xF0) << 20) | (column(0) << 16) | (column(1) << 8) | column(2)
+        right = ((middle & 0x0F) << 24) | (column(4) << 16) | (column(5) << 8) | column(6)
+    else:
+        left = (column(0) << 24) | (column(1) << 16) | (column(2) << 8) | column(3)
+        right = (column(4) << 24) | (column(5) << 16) | (column(6) << 8) | column(7)
+    return left.astype(np.uint32, copy=False), right.astype(np.uint32, copy=False)

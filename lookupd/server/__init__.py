@@ -1,0 +1,1 @@
+"""The gRPC server: app, servicer, what each RPC computes, reload, workers, admin, metrics."""

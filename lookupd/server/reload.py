@@ -1,0 +1,338 @@
+"""Load the data and the policies, and load them again when they change.
+
+A :class:`Loader` builds an :class:`~lookupd.server.answers.Answerer` from the data file and the
+policy file, off the serving path, and hands each good one to ``publish`` (the server's
+atomic swap: one attribute assignment, so a call that read the old one finishes on it). A
+load that fails keeps the last good one serving: the error is logged once and counted, and
+the same broken file is not tried again until it changes.
+
+What starts a reload: :meth:`Loader.watch` polls the two files (inode, size and mtime), a
+SIGHUP, or the admin ``Reload`` RPC. Writers must replace files by renaming a complete new
+file over the old one (``lookupd build`` does): a file rewritten in place can be read half
+written. Snapshots carry a checksum, so a half-written one is refused rather than served;
+the watcher also waits until a changed file has kept the same state for one poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lookupd.core import _parse, _search
+from lookupd.core.database import Database
+from lookupd.datafiles.open import open_database
+from lookupd.errors import LookupdError
+from lookupd.policies import PolicySet, example_policies_path, load_policies
+from lookupd.server.answers import DEFAULT_MAX_BATCH, Answerer
+from lookupd.server.logs import log_event
+
+if TYPE_CHECKING:
+    from lookupd.server.metrics import Metrics
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_WATCH_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What tells one version of a file from the next without reading it."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def file_state(path: Path | None) -> FileState | None:
+    """Return the state of ``path``; None when there is no path or no file."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return FileState(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Preloaded:
+    """Data and policies loaded ahead of the server, and their files' states then.
+
+    A supervisor loads them before it forks its workers: the workers share the data's
+    pages, and a worker restarted later starts from them even if a file has since been
+    broken (then it catches up with :meth:`Loader.refresh`).
+    """
+
+    db: Database
+    policies: PolicySet
+    states: tuple[FileState | None, FileState | None]
+
+
+def preload(
+    db_path: str | os.PathLike[str] | None, policies_path: str | os.PathLike[str] | None
+) -> Preloaded:
+    """Load the data and the policies for :class:`Loader` ``preloaded``.
+
+    Raises:
+        LookupdError: the data or the policies cannot be loaded.
+    """
+    data = Path(db_path) if db_path is not None else None
+    policies = Path(policies_path) if policies_path else example_policies_path()
+    states = (file_state(data), file_state(policies))
+    return Preloaded(open_database(data), load_policies(policies), states)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What one reload did."""
+
+    ok: bool
+    """Whether a new answerer was swapped in."""
+    answerer: Answerer
+    """The answerer serving after the reload (the old one if it failed)."""
+    error: str = ""
+    """Why it failed."""
+    data_changed: bool = False
+    """Whether the data version changed."""
+    policies_changed: bool = False
+    """Whether the policy file's version changed."""
+    seconds: float = 0.0
+    """How long loading took."""
+
+
+class Loader:
+    """Loads the data and the policies, now and whenever they change.
+
+    Args:
+        db_path: data file (snapshot or any source), or None for the embedded data (which
+            never changes, so only the policies reload).
+        policies_path: policy file, or None for the example policies shipped with lookupd.
+        publish: called with each answerer to serve (the first and every good reload).
+        metrics: where reloads are counted, if anywhere.
+        preloaded: the data and policies, already loaded (see :func:`preload`), for the
+            first load.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None,
+        policies_path: str | os.PathLike[str] | None,
+        *,
+        publish: Callable[[Answerer], None],
+        max_batch: int = DEFAULT_MAX_BATCH,
+        metrics: Metrics | None = None,
+        preloaded: Preloaded | None = None,
+    ) -> None:
+        self._preloaded = preloaded
+        self.db_path = Path(db_path) if db_path is not None else None
+        self.policies_path = Path(policies_path) if policies_path else example_policies_path()
+        self._publish = publish
+        self._max_batch = max_batch
+        self._metrics = metrics
+        # One load at a time: the watcher, SIGHUP and the admin RPC may ask together.
+        self._lock = threading.Lock()
+        self._current: Answerer | None = None
+        # The files' states when last read (successfully or not): a broken file is not
+        # read again until it changes.
+        self._read_states: tuple[FileState | None, FileState | None] = (None, None)
+        # What the watcher saw on its previous poll (a change must hold for one interval).
+        self._seen_states: tuple[FileState | None, FileState | None] = (None, None)
+        self._warnings: tuple[str, ...] = ()
+
+    @property
+    def current(self) -> Answerer | None:
+        """The answerer being served, or None before the first load."""
+        return self._current
+
+    def load(self) -> Answerer:
+        """Load both files and publish the result.
+
+        Raises:
+            LookupdError: the data or the policies cannot be loaded.
+        """
+        with self._lock:
+            preloaded, self._preloaded = self._preloaded, None
+            if preloaded is not None:
+                states = preloaded.states
+                answerer = Answerer.load(
+                    preloaded.db, preloaded.policies, max_batch=self._max_batch
+                )
+            else:
+                states = self._states()
+                answerer = self._build(None, data=True, policies=True)
+            self._read_states = states
+            self._current = answerer
+            self._seen_states = states
+        self._publish(answerer)
+        self._record_data(answerer)
+        db = answerer.db
+        policies = answerer.policy_set
+        log_event(
+            _LOGGER,
+            logging.INFO,
+            "load",
+            f"loaded data {answerer.version.id[:12]} from {db.info.source}",
+            data_source=db.info.source,
+            data_version=answerer.version.id,
+            built_at=answerer.version.built_at,
+            ipv4_segments=len(db.v4),
+            ipv6_segments=len(db.v6),
+            labels=len(db.label_names) - 1,
+            policy_file=str(self.policies_path),
+            policy_version=_policy_version(answerer),
+            policies=",".join(sorted(policies.policies)) if policies is not None else "",
+            search_core=_search.CORE,
+            parse_core=_parse.CORE,
+        )
+        self._log_policy_warnings(answerer)
+        return answerer
+
+    def reload(self, trigger: str, *, only_changed: bool = False) -> ReloadOutcome:
+        """Load the files again and publish the result if it is good; never raises for bad
+        files (the outcome says what went wrong, and the last good version keeps serving).
+
+        Args:
+            trigger: what asked (``watch``, ``signal``, ``admin``), for the log line.
+            only_changed: re-read only the files whose state changed since last read
+                (the watcher's way); otherwise both are read.
+        """
+        with self._lock:
+            old = self._current
+            if old is None:
+                msg = "reload() before load()"
+                raise RuntimeError(msg)
+            states = self._states()
+            data = not only_changed or states[0] != self._read_states[0]
+            policies = not only_changed or states[1] != self._read_states[1]
+            self._read_states = states
+            started = time.perf_counter()
+            try:
+                answerer = self._build(old, data=data, policies=policies)
+            except Exception as exc:  # a bad file must never stop the server
+                seconds = time.perf_counter() - started
+                error = (
+                    str(exc) if isinstance(exc, LookupdError) else f"{type(exc).__name__}: {exc}"
+                )
+                log_event(
+                    _LOGGER,
+                    logging.ERROR,
+                    "reload",
+                    f"reload failed, still serving data {old.version.id[:12]}: {error}",
+                    result="failure",
+                    trigger=trigger,
+                    error=error,
+                    data_version=old.version.id,
+                    policy_version=_policy_version(old),
+                    seconds=round(seconds, 4),
+                )
+                self._record(old, ok=False, seconds=seconds)
+                return ReloadOutcome(False, old, error=error, seconds=seconds)
+            self._current = answerer
+        self._publish(answerer)
+        seconds = time.perf_counter() - started
+        outcome = ReloadOutcome(
+            True,
+            answerer,
+            data_changed=answerer.version.id != old.version.id,
+            policies_changed=_policy_version(answerer) != _policy_version(old),
+            seconds=seconds,
+        )
+        log_event(
+            _LOGGER,
+            logging.INFO,
+            "reload",
+            "reloaded"
+            if outcome.data_changed or outcome.policies_changed
+            else "reloaded, unchanged",
+            result="success",
+            trigger=trigger,
+            data_version=answerer.version.id,
+            policy_version=_policy_version(answerer),
+            data_changed=outcome.data_changed,
+            policies_changed=outcome.policies_changed,
+            seconds=round(seconds, 4),
+        )
+        self._record(answerer, ok=True, seconds=seconds)
+        self._log_policy_warnings(answerer)
+        return outcome
+
+    def refresh(self) -> ReloadOutcome | None:
+        """Reload what changed since it was read, at once (no wait for the file to hold
+        still); None when nothing did. A worker restarted from preloaded data catches up
+        with the files this way."""
+        if self._states() == self._read_states:
+            return None
+        return self.reload("refresh", only_changed=True)
+
+    def poll(self) -> ReloadOutcome | None:
+        """One step of the watcher: reload what changed, once its state has held for one
+        poll (so a file still being written is left alone); None when nothing is due."""
+        states = self._states()
+        stable = states == self._seen_states
+        self._seen_states = states
+        if not stable or states == self._read_states:
+            return None
+        return self.reload("watch", only_changed=True)
+
+    def watch(self, interval_s: float, stop: threading.Event) -> threading.Thread:
+        """Poll the files every ``interval_s`` in a daemon thread until ``stop`` is set."""
+
+        def run() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.poll()
+                except Exception:  # the watcher must outlive any surprise
+                    _LOGGER.exception("file watcher: unexpected error")
+
+        thread = threading.Thread(target=run, name="lookupd-watch", daemon=True)
+        thread.start()
+        return thread
+
+    # -----------------------------------------------------------------------------------
+
+    def _states(self) -> tuple[FileState | None, FileState | None]:
+        return file_state(self.db_path), file_state(self.policies_path)
+
+    def _build(self, old: Answerer | None, *, data: bool, policies: bool) -> Answerer:
+        db: Database
+        if old is None or (data and self.db_path is not None):
+            db = open_database(self.db_path)
+        else:
+            db = old.db
+        policy_set: PolicySet | None
+        if old is None or policies or old.policy_set is None:
+            policy_set = load_policies(self.policies_path)
+        else:
+            policy_set = old.policy_set
+        return Answerer.load(db, policy_set, max_batch=self._max_batch)
+
+    def _record(self, answerer: Answerer, *, ok: bool, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.reload_finished(ok, seconds)
+            if ok:
+                self._record_data(answerer)
+
+    def _record_data(self, answerer: Answerer) -> None:
+        if self._metrics is not None:
+            from lookupd.server.metrics import parse_built_at
+
+            built_at = parse_built_at(answerer.version.built_at)
+            self._metrics.set_data(answerer.version.id, built_at, _policy_version(answerer))
+
+    def _log_policy_warnings(self, answerer: Answerer) -> None:
+        """Log the policies' warnings when they differ from the last ones logged."""
+        warnings = tuple(answerer.policies.warnings) if answerer.policies is not None else ()
+        if warnings != self._warnings:
+            for warning in warnings:
+                log_event(_LOGGER, logging.WARNING, "policy_warning", f"policies: {warning}")
+        self._warnings = warnings
+
+
+def _policy_version(answerer: Answerer) -> str:
+    return answerer.policy_set.version if answerer.policy_set is not None else ""

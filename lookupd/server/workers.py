@@ -1,0 +1,442 @@
+"""Serve from several worker processes on one port: a supervisor that forks them.
+
+A sync gRPC server in Python answers on about one core (the GIL). To use more cores,
+``lookupd serve --workers N`` runs a supervisor that:
+
+1. opens the data once (a snapshot is memory-mapped; embedded or source data is compiled
+   into the supervisor's memory) so that the workers, forked from it, share those pages;
+2. reserves the port: a socket bound with ``SO_REUSEPORT`` but never listening, which
+   fixes the port (``--port 0`` picks one) without taking connections;
+3. forks N workers before any gRPC object exists (gRPC does not survive a fork: the
+   supervisor imports grpc but creates nothing with it); each
+   starts its own server on the port with ``SO_REUSEPORT``, and the kernel spreads new
+   connections over them (so clients should open several connections);
+4. waits for signals, synchronously (``sigtimedwait``: no threads, no handler races):
+   SIGTERM/SIGINT are forwarded and the workers are given their drain and grace to stop;
+   SIGHUP is forwarded; SIGUSR1 from a worker (after an admin ``Reload``) is forwarded as
+   SIGHUP to every other worker; a worker that dies is restarted, after a delay that grows
+   while it keeps dying young.
+
+A restarted worker starts from the data and policies loaded before the fork, then reloads
+the files that changed since. A first worker that cannot start (unreadable TLS files, say)
+exits with ``EX_CONFIG`` and the supervisor stops; later, such a worker is restarted like
+any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lookupd.errors import LookupdError
+from lookupd.server.app import ServerConfig, serve, write_port_file
+from lookupd.server.logs import LogFormat, configure, log_event
+from lookupd.server.reload import Preloaded, preload
+
+if TYPE_CHECKING:
+    from lookupd.server.metrics import Metrics
+
+_LOGGER = logging.getLogger(__name__)
+
+EX_CONFIG = 78  # sysexits.h: a configuration error (a restart will not help)
+_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
+# A worker that dies within this long of starting "died young": the restart delay doubles.
+_YOUNG_S = 10.0
+_FIRST_DELAY_S = 0.1
+_MOST_DELAY_S = 10.0
+# Beyond the workers' own drain and grace: how long they may take to exit before SIGKILL.
+_EXIT_MARGIN_S = 5.0
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (as a
+    container's CPU limit sets), rounded up, at least 1."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The cgroup v2 (``cpu.max``) or v1 (``cfs_quota_us``) CPU limit, in CPUs; None if
+    there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Bind (without listening) ``host:port`` with SO_REUSEPORT; return it and the port.
+
+    ``[::]`` binds the IPv6 wildcard (dual stack), or 0.0.0.0 where IPv6 is unavailable,
+    as the gRPC server does.
+
+    Raises:
+        LookupdError: the address cannot be bound.
+    """
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    candidates = ["::", "0.0.0.0"] if bare in ("::", "") else [bare]
+    problem = ""
+    for candidate in candidates:
+        family = socket.AF_INET6 if ":" in candidate else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6 and candidate == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((candidate, port))
+        except OSError as exc:
+            sock.close()
+            problem = str(exc)
+            continue
+        return sock, sock.getsockname()[1]
+    msg = f"cannot listen on {host}:{port}: {problem}"
+    raise LookupdError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What the supervisor needs beyond the server's own configuration."""
+
+    workers: int
+    db_path: str | None = None
+    policies_path: str | None = None
+    port_file: str | None = None
+    metrics_host: str = "[::]"
+    metrics_port: int | None = None
+    log_format: LogFormat = "kv"
+    log_level: int = logging.INFO
+
+
+@dataclass
+class _Worker:
+    index: int
+    pid: int = 0
+    started: float = 0.0
+    delay_s: float = 0.0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Forks and keeps ``settings.workers`` workers serving ``config`` on one port."""
+
+    def __init__(self, config: ServerConfig, settings: WorkerSettings) -> None:
+        if settings.workers < 1:
+            msg = "workers must be at least 1"
+            raise ValueError(msg)
+        self.config = config
+        self.settings = settings
+        self._workers = [_Worker(index) for index in range(settings.workers)]
+        self._stopping = False
+        self._exit_code = 0
+        self._metrics: Metrics | None = None
+        self._runtime = ""
+        # Workers write a byte here once they serve (the port file waits for all of them).
+        self._ready_r = self._ready_w = -1
+        # Set by run() before the first fork: what every worker is started with.
+        self._preloaded: Preloaded | None = None
+        self._metrics_address: tuple[str, int] | None = None
+        self._old_mask: set[int | signal.Signals] = set()
+        # Whether all the first workers served: until then a worker that cannot start
+        # stops the server; after, it is restarted like any other (its files may be fixed).
+        self._announced = False
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit status.
+
+        Raises:
+            LookupdError: the port or the data cannot be opened.
+        """
+        settings = self.settings
+        _remove_stale_runtime_dirs()
+        self._runtime = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
+        reserved: list[socket.socket] = []
+        old_mask = self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            grpc_socket, port = reserve_port(self.config.host, self.config.port)
+            reserved.append(grpc_socket)
+            self.config = replace(self.config, port=port, reuse_port=True)
+            if settings.metrics_port is not None:
+                from lookupd.server import metrics
+
+                metrics_socket, metrics_port = reserve_port(
+                    settings.metrics_host, settings.metrics_port
+                )
+                reserved.append(metrics_socket)
+                self._metrics_address = (settings.metrics_host, metrics_port)
+                directory = Path(self._runtime) / "metrics"
+                directory.mkdir()
+                metrics.enable_multiprocess(directory)
+                self._metrics = metrics.Metrics()
+            # Loaded before forking: the workers share these pages, a bad file stops the
+            # start with its error once, and a restarted worker starts from them.
+            self._preloaded = preload(settings.db_path, settings.policies_path)
+            self._ready_r, self._ready_w = os.pipe()
+            os.set_blocking(self._ready_r, False)
+            log_event(
+                _LOGGER,
+                logging.INFO,
+                "supervisor_start",
+                f"starting {settings.workers} workers on port {port}",
+                workers=settings.workers,
+                port=port,
+                metrics_port=self._metrics_address[1] if self._metrics_address else None,
+                pid=os.getpid(),
+            )
+            for worker in self._workers:
+                self._fork(worker)
+            self._supervise(port)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for fd in (self._ready_r, self._ready_w):
+                if fd >= 0:
+                    os.close(fd)
+            for sock in reserved:
+                sock.close()
+            shutil.rmtree(self._runtime, ignore_errors=True)
+        log_event(_LOGGER, logging.INFO, "supervisor_stop", "stopped", code=self._exit_code)
+        return self._exit_code
+
+    # -----------------------------------------------------------------------------------
+
+    def _say_serving(self) -> None:
+        """In a worker: tell the supervisor this worker serves."""
+        os.write(self._ready_w, b"\n")
+
+    def _drain_ready(self) -> bytes:
+        try:
+            return os.read(self._ready_r, 4096)
+        except BlockingIOError:
+            return b""
+
+    def _supervise(self, port: int) -> None:
+        deadline = math.inf
+        # Each worker writes a byte on the ready pipe once it serves; the port file is
+        # written when all the first ones do, so that it means "answering".
+        ready = 0
+        while True:
+            now = time.monotonic()
+            if self._stopping:
+                if not any(worker.pid for worker in self._workers):
+                    return
+                if now >= deadline:
+                    for worker in self._workers:
+                        if worker.pid:
+                            _LOGGER.error("worker %d did not stop: killing it", worker.index)
+                            _signal(worker.pid, signal.SIGKILL)
+                    deadline = now + _EXIT_MARGIN_S
+            due = [w.restart_at for w in self._workers if w.restart_at is not None]
+            tick = 1.0 if self._announced else 0.02
+            timeout = max(0.0, min([tick, deadline - now, *(at - now for at in due)]))
+            info = signal.sigtimedwait(_SIGNALS, timeout)
+            ready += len(self._drain_ready())
+            if not self._announced and ready >= len(self._workers) and not self._stopping:
+                self._announced = True
+                if self.settings.port_file is not None:
+                    write_port_file(Path(self.settings.port_file), port)
+                log_event(_LOGGER, logging.INFO, "serving", f"{ready} workers serving")
+            if info is not None:
+                signum = info.si_signo
+                if signum in (signal.SIGTERM, signal.SIGINT) and not self._stopping:
+                    self._stop(f"received {signal.Signals(signum).name}")
+                    wait = self.config.drain_s + self.config.grace_s + _EXIT_MARGIN_S
+                    deadline = time.monotonic() + wait
+                elif signum == signal.SIGHUP:
+                    log_event(_LOGGER, logging.INFO, "signal", "received SIGHUP: reloading")
+                    self._forward(signal.SIGHUP)
+                elif signum == signal.SIGUSR1:
+                    # A worker reloaded by an admin call: the others follow.
+                    self._forward(signal.SIGHUP, skip=info.si_pid)
+            self._reap()
+            if not self._stopping:
+                now = time.monotonic()
+                for worker in self._workers:
+                    if worker.restart_at is not None and now >= worker.restart_at:
+                        worker.restart_at = None
+                        self._fork(worker)
+                        if self._metrics is not None:
+                            self._metrics.worker_restarted()
+
+    def _stop(self, reason: str) -> None:
+        self._stopping = True
+        log_event(_LOGGER, logging.INFO, "stop", f"{reason}: stopping the workers")
+        for worker in self._workers:
+            worker.restart_at = None
+        self._forward(signal.SIGTERM)
+
+    def _forward(self, signum: signal.Signals, *, skip: int = 0) -> None:
+        for worker in self._workers:
+            if worker.pid and worker.pid != skip:
+                _signal(worker.pid, signum)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self._workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            worker.pid = 0
+            if self._metrics is not None:
+                from lookupd.server.metrics import mark_process_dead
+
+                mark_process_dead(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self._stopping:
+                if code != 0:
+                    _LOGGER.warning("worker %d (pid %d) exited with %d", worker.index, pid, code)
+                continue
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+            if code == EX_CONFIG and not self._announced:
+                _LOGGER.error(
+                    "worker %d (pid %d) cannot start (%s): stopping", worker.index, pid, how
+                )
+                self._exit_code = EX_CONFIG
+                self._stop("a worker cannot start")
+                continue
+            lived = time.monotonic() - worker.started
+            young = lived < _YOUNG_S
+            worker.delay_s = (
+                min(_MOST_DELAY_S, max(_FIRST_DELAY_S, 2 * worker.delay_s))
+                if young
+                else _FIRST_DELAY_S
+            )
+            worker.restart_at = time.monotonic() + worker.delay_s
+            log_event(
+                _LOGGER,
+                logging.ERROR,
+                "worker_exit",
+                f"worker {worker.index} (pid {pid}) died ({how}) after {lived:.1f} s: "
+                f"restarting in {worker.delay_s:.1f} s",
+                worker=worker.index,
+                pid=pid,
+                exit=how,
+                restart_in_s=worker.delay_s,
+            )
+
+    def _fork(self, worker: _Worker) -> None:
+        supervisor = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when forking a process with several OS threads. The
+            # supervisor runs none of its own: the others are BLAS's idle pool (numpy's),
+            # which re-creates itself in a child (it registers fork handlers).
+            warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+            pid = os.fork()
+        if pid:
+            worker.pid = pid
+            worker.started = time.monotonic()
+            log_event(
+                _LOGGER,
+                logging.INFO,
+                "worker_start",
+                f"worker {worker.index} started (pid {pid})",
+                worker=worker.index,
+                pid=pid,
+            )
+            return
+        # The child: never return into the supervisor's code.
+        code = 1
+        try:
+            code = self._work(worker.index, supervisor)
+        except BaseException:  # the exit status tells the supervisor
+            with contextlib.suppress(BaseException):
+                _LOGGER.exception("worker %d failed", worker.index)
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def _work(self, index: int, supervisor: int) -> int:
+        os.close(self._ready_r)
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+        _die_with_parent()
+        configure(
+            self.settings.log_format,
+            level=self.settings.log_level,
+            context={"worker": index, "pid": os.getpid()},
+        )
+        try:
+            serve(
+                self.config,
+                db_path=self.settings.db_path,
+                policies_path=self.settings.policies_path,
+                metrics_address=self._metrics_address,
+                notify_others=lambda: _signal(supervisor, signal.SIGUSR1),
+                preloaded=self._preloaded,
+                on_serving=self._say_serving,
+            )
+        except LookupdError as exc:
+            log_event(_LOGGER, logging.ERROR, "error", str(exc), worker=index)
+            return EX_CONFIG
+        return 0
+
+
+# The supervisor's run directory (the workers' metrics files): tempdir/lookupd-run-PID-XXXX.
+_RUNTIME_PREFIX = "lookupd-run-"
+
+
+def _remove_stale_runtime_dirs() -> None:
+    """Remove the run directories of supervisors that died without cleaning up (SIGKILL, an
+    out-of-memory kill): their metrics files would otherwise stay in the temp directory."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_RUNTIME_PREFIX}*-*"):
+        pid_text = path.name.removeprefix(_RUNTIME_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:  # that supervisor is gone
+            shutil.rmtree(path, ignore_errors=True)
+            _LOGGER.info("removed the run directory of a dead supervisor: %s", path)
+        except PermissionError:  # alive, another user's
+            continue
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the supervisor dies (even by SIGKILL)."""
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or name is None:
+        return
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
