@@ -24,6 +24,7 @@ from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
 import lookupd
+from lookupd.datafiles.data_version import parse_built_at
 from lookupd.errors import LookupdError
 from lookupd.server import metrics as lm
 
@@ -391,7 +392,7 @@ def test_ipv6_loopback(metrics: lm.Metrics) -> None:
     ],
 )
 def test_parse_built_at(text: str, expected: float | None) -> None:
-    assert lm.parse_built_at(text) == expected
+    assert parse_built_at(text) == expected
 
 
 def test_mark_process_dead_is_a_no_op_in_single_process_mode() -> None:

@@ -21,7 +21,8 @@ import lookupd
 from lookupd import Database, Status
 from lookupd.codes import Reason
 from lookupd.core.table import RangeTable, Tables
-from lookupd.datafiles.snapshot import write_snapshot
+from lookupd.datafiles.data_version import data_version_of
+from lookupd.datafiles.snapshot import payload_sha256, write_snapshot
 from lookupd.policies import (
     PolicySet,
     example_policies_path,
@@ -36,9 +37,7 @@ from lookupd.server.answers import (
     BadRequestError,
     CallAbandonedError,
     UnknownPolicyError,
-    data_version_of,
     packed_count,
-    tables_sha256,
 )
 from lookupd.server.app import SERVICE_NAME, LookupServer, ServerConfig
 from lookupd.v1 import lookup_pb2 as pb
@@ -268,7 +267,7 @@ def test_get_info(stub: Any, answerer: Answerer, db: Database) -> None:
     assert (
         info.data_version.id
         == answerer.version.id
-        == tables_sha256(Tables(db.v4, db.v6, db.label_names))
+        == payload_sha256(Tables(db.v4, db.v6, db.label_names))
     )
     assert info.data_source == "embedded:geo-whois-asn-country.npz"
     assert [source.name for source in info.sources] == [

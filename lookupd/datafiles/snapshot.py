@@ -422,6 +422,17 @@ def _label_table(
     return tuple(names)
 
 
+def payload_sha256(tables: Tables) -> str:
+    """Return the SHA-256 (hex) of the payload a snapshot of ``tables`` would hold.
+
+    The payload starts on a page boundary, so its checksum does not depend on the header:
+    this is the ``data_version`` :func:`write_snapshot` records.
+    """
+    payload, arrays = _payload(tables)
+    layout, _ = _layout(0, arrays)
+    return _payload_sha256(0, layout, payload)
+
+
 def _payload(tables: Tables) -> tuple[list[bytes | memoryview], dict[str, npt.NDArray[Any]]]:
     """Return the payload arrays in file order, little-endian and contiguous."""
     labels = json.dumps(list(tables.label_names), separators=(",", ":")).encode()

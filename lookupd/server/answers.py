@@ -9,8 +9,6 @@ per address.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from lookupd.codes import Status
 from lookupd.core import _parse, _search, reserved
 from lookupd.core.database import Database, LookupResult
 from lookupd.core.labels import split_label
-from lookupd.core.table import Tables
+from lookupd.datafiles.data_version import DataVersion, data_version_of
 from lookupd.errors import InvalidAddressError, LookupdError
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.version import __version__
@@ -43,8 +41,6 @@ ODD_COUNTRY_CODE = b"??"
 CHUNK_ADDRESSES = 32_768
 _V4_BYTES = 4
 _V6_BYTES = 16
-# The snapshot format's page size: non-snapshot data gets the id its snapshot would have.
-_PAGE_BYTES = 4096
 # Text requests of at most this many addresses (without subdivisions) are answered with
 # Database.lookup_one per address (about 0.3 us each) instead of one Database.lookup
 # (about 12 us of fixed numpy and argument costs even for one address).
@@ -120,58 +116,6 @@ def _varint(value: int) -> bytes:
 def _field(tag: int, payload: bytes) -> bytes:
     """Return a length-delimited protobuf field (``tag`` below 128) holding ``payload``."""
     return bytes([tag]) + _varint(len(payload)) + payload
-
-
-@dataclass(frozen=True, slots=True)
-class DataVersion:
-    """Which data answered: what every response carries."""
-
-    id: str
-    """SHA-256 (hex) of the compiled tables, as a snapshot of them records it."""
-    built_at: str
-    """Build time (ISO 8601 UTC) or release date; ``""`` if unknown."""
-
-
-def data_version_of(db: Database) -> DataVersion:
-    """Return the data version of a database.
-
-    A snapshot records the SHA-256 of its payload (``metadata["data_version"]``). Other data
-    (the embedded ``.npz``, source files) gets the SHA-256 of the payload a snapshot of the
-    same tables would have, so the embedded data and a snapshot built from it share an id.
-    """
-    metadata = db.info.metadata
-    version = metadata.get("data_version")
-    if not isinstance(version, str):
-        version = tables_sha256(Tables(db.v4, db.v6, db.label_names))
-    built_at = metadata.get("created") or metadata.get("date") or ""
-    return DataVersion(version, str(built_at))
-
-
-def tables_sha256(tables: Tables) -> str:
-    """Return the SHA-256 (hex) a snapshot of ``tables`` would record as its data version.
-
-    Mirrors :mod:`lookupd.datafiles.snapshot`'s payload: the arrays in file order,
-    little-endian, each starting at a page boundary (zero padding between), the label
-    table as compact JSON.
-    """
-    labels = json.dumps(list(tables.label_names), separators=(",", ":")).encode()
-    arrays = (
-        np.ascontiguousarray(tables.v4.starts, dtype="<u4"),
-        np.ascontiguousarray(tables.v4.labels, dtype="<u2"),
-        np.ascontiguousarray(tables.v4.jump, dtype="<u4"),
-        np.ascontiguousarray(tables.v6.starts, dtype="<u8"),
-        np.ascontiguousarray(tables.v6.labels, dtype="<u2"),
-        np.ascontiguousarray(tables.v6.jump, dtype="<u4"),
-        np.frombuffer(labels, dtype=np.uint8),
-    )
-    digest = hashlib.sha256()
-    position = 0
-    for array in arrays:
-        start = -(-position // _PAGE_BYTES) * _PAGE_BYTES
-        digest.update(bytes(start - position))
-        digest.update(array.data.cast("B"))
-        position = start + array.nbytes
-    return digest.hexdigest()
 
 
 def _country_tables(label_names: Sequence[str]) -> tuple[npt.NDArray[np.bytes_], list[str]]:

@@ -19,7 +19,6 @@ Two modes, chosen per process tree:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 import os
@@ -160,24 +159,6 @@ def mark_process_dead(pid: int) -> None:
     """
     if _multiprocess_dir is not None:
         multiprocess.mark_process_dead(pid, _multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
-
-
-def parse_built_at(text: str) -> float | None:
-    """Return an ISO 8601 date or date-time (``DataVersion.built_at``) as Unix seconds.
-
-    A date-time without an offset, and a bare date (midnight), are UTC. Returns None for
-    ``""`` (unknown) or text that is not ISO 8601.
-    """
-    if not text:
-        return None
-    try:
-        # Python 3.10's fromisoformat does not accept the "Z" suffix.
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp()
 
 
 class _DataAgeCollector(Collector):
@@ -669,7 +650,6 @@ __all__: Sequence[str] = (
     "enable_multiprocess",
     "mark_process_dead",
     "multiprocess_directory",
-    "parse_built_at",
     "scrape_registry",
     "serve_metrics",
 )

@@ -320,7 +320,7 @@ class Loader:
 
     def _record_data(self, answerer: Answerer) -> None:
         if self._metrics is not None:
-            from lookupd.server.metrics import parse_built_at
+            from lookupd.datafiles.data_version import parse_built_at
 
             built_at = parse_built_at(answerer.version.built_at)
             self._metrics.set_data(answerer.version.id, built_at, _policy_version(answerer))
