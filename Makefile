@@ -10,11 +10,12 @@ help:
 install: ## editable install with the test and lint tools, compiled core required
 	$(PYTHON) -m pip install -e '.[test,lint]'
 
-lint: ## ruff (check + format), cython-lint, mypy
+lint: ## ruff (check + format), cython-lint, mypy, import-linter (the layers)
 	ruff check .
 	ruff format --check .
 	cython-lint ext/
 	mypy
+	lint-imports
 
 test: ## the test suite on the compiled core
 	pytest
