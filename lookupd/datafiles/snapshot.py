@@ -20,6 +20,9 @@ The SHA-256 of the payload (from its offset to the end of the file) is stored in
 header; it is the data version: two snapshots with the same version answer every address
 the same way, whatever their sources or build times. The label table is part of the
 payload for that reason; the header repeats it for readers that do not map the arrays.
+
+The writer and the reader of the format stay in this one module, past the usual size,
+so that the layout written and the layout checked cannot drift apart.
 """
 
 from __future__ import annotations
@@ -165,6 +168,24 @@ def write_snapshot(
         "jump_bits": {"ipv4": _search.JUMP_BITS_V4, "ipv6": _search.JUMP_BITS_V6},
         "page_bytes": PAGE_BYTES,
     }
+    offset, layout, text = _place_payload(header, arrays, payload)
+    prefix = MAGIC + struct.pack("<II", FORMAT_VERSION, len(text))
+    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text), hashlib.sha256(prefix + text).digest())
+    try:
+        _write_atomically(path, [head, text], offset, layout, payload)
+    except OSError as exc:
+        msg = f"{path}: cannot write snapshot: {exc}"
+        raise LookupdError(msg) from exc
+    return header
+
+
+def _place_payload(
+    header: dict[str, Any],
+    arrays: Mapping[str, npt.NDArray[Any]],
+    payload: Sequence[bytes | memoryview],
+) -> tuple[int, dict[str, dict[str, Any]], bytes]:
+    """Complete ``header`` with the payload's layout and checksum; return the payload
+    offset, the layout and the header's JSON text."""
     # Array offsets depend on the header's length, which depends on the offsets' digits:
     # lay out until the payload offset stops moving (twice at most, in practice).
     offset = PAGE_BYTES
@@ -179,14 +200,7 @@ def write_snapshot(
         if needed == offset:
             break
         offset = needed
-    prefix = MAGIC + struct.pack("<II", FORMAT_VERSION, len(text))
-    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text), hashlib.sha256(prefix + text).digest())
-    try:
-        _write_atomically(path, [head, text], offset, layout, payload)
-    except OSError as exc:
-        msg = f"{path}: cannot write snapshot: {exc}"
-        raise LookupdError(msg) from exc
-    return header
+    return offset, layout, text
 
 
 def load_snapshot(path: str | os.PathLike[str], *, verify: bool = True) -> Snapshot:
@@ -352,6 +366,18 @@ def _check_header(path: Path, header: object, header_end: int) -> None:
     arrays = header.get("arrays")
     if not isinstance(arrays, dict) or set(arrays) != set(_ARRAYS):
         raise bad(f"header must list the arrays {', '.join(_ARRAYS)}")
+    _check_array_layout(path, arrays, payload_offset, file_size)
+    _check_tables(path, arrays, jump_bits, header["counts"])
+
+
+def _check_array_layout(
+    path: Path, arrays: dict[str, Any], payload_offset: int, file_size: int
+) -> None:
+    """Check each array's dtype and shape, and that they lie in order inside the file."""
+
+    def bad(problem: str) -> DataFormatError:
+        return DataFormatError(f"{path}: corrupt snapshot: {problem}")
+
     previous_end = payload_offset
     for name, (dtype, ndim) in _ARRAYS.items():
         spec = arrays[name]
@@ -369,6 +395,16 @@ def _check_header(path: Path, header: object, header_end: int) -> None:
         if offset % PAGE_BYTES or offset < previous_end or offset + nbytes > file_size:
             raise bad(f"array {name!r} at offset {offset} ({nbytes} bytes) is misplaced")
         previous_end = offset + nbytes
+
+
+def _check_tables(
+    path: Path, arrays: dict[str, Any], jump_bits: dict[str, int], counts: dict[str, Any]
+) -> None:
+    """Check that each family's arrays agree with each other and with the header's counts."""
+
+    def bad(problem: str) -> DataFormatError:
+        return DataFormatError(f"{path}: corrupt snapshot: {problem}")
+
     for version in (4, 6):
         prefix, family = f"v{version}", _FAMILIES[version]
         n = arrays[f"{prefix}_starts"]["shape"][0]
@@ -380,8 +416,8 @@ def _check_header(path: Path, header: object, header_end: int) -> None:
             raise bad(f"IPv{version} starts and labels differ in length")
         if arrays[f"{prefix}_jump"]["shape"] != [(1 << jump_bits[family]) + 1]:
             raise bad(f"IPv{version} jump table does not match its jump width")
-        counts = header["counts"].get(family)
-        if not (isinstance(counts, dict) and counts.get("segments") == n):
+        family_counts = counts.get(family)
+        if not (isinstance(family_counts, dict) and family_counts.get("segments") == n):
             raise bad(f"IPv{version} segment count disagrees with its arrays")
 
 

@@ -315,29 +315,11 @@ def _check_tree(
     """
 
     def fail(problem: str) -> DataFormatError:
-        return DataFormatError(f"{path}: corrupt MaxMind DB file: {problem}")
+        return _corrupt(path, problem)
 
-    if record_size not in (24, 28, 32):
-        raise fail(f"unsupported record size {record_size}")
-    if ip_version not in _MAX_DEPTH:
-        raise fail(f"unsupported ip_version {ip_version}")
-    if node_count <= 0:
-        raise fail(f"search tree has {node_count} nodes")
-    node_bytes = record_size // 4
-    if node_count * node_bytes + _DATA_SEPARATOR_BYTES > size:
-        raise fail(f"search tree of {node_count} nodes extends past the end of the file")
-    left, right = _node_records(plain, node_count, node_bytes)
-
-    ipv4_start = node_count  # an empty record: never a node, so no aliases in an IPv4 tree
-    if ip_version == 6:
-        # As the readers find it: 96 left turns from the root, unless a record ends it.
-        node = 0
-        for _ in range(_ALIAS_DEPTH):
-            if node >= node_count:
-                break
-            node = int(left[node])
-        ipv4_start = node
-
+    _check_tree_size(path, size, node_count, record_size, ip_version)
+    left, right = _node_records(plain, node_count, record_size // 4)
+    ipv4_start = _ipv4_start(left, node_count, ip_version)
     visited = np.zeros(node_count, dtype=np.bool_)
     visited[0] = True
     reached = 1
@@ -376,6 +358,40 @@ def _check_tree(
             raise fail("search tree reaches a node twice (a cycle or a shared subtree)")
         high, low, in_v4 = high[follow], low[follow], in_v4[follow]
     return _Tree(networks, aliases)
+
+
+def _corrupt(path: Path, problem: str) -> DataFormatError:
+    return DataFormatError(f"{path}: corrupt MaxMind DB file: {problem}")
+
+
+def _check_tree_size(
+    path: Path, size: int, node_count: int, record_size: int, ip_version: int
+) -> None:
+    """Check the metadata's tree shape: a known record size and IP version, and room for
+    the tree in the file."""
+    if record_size not in (24, 28, 32):
+        raise _corrupt(path, f"unsupported record size {record_size}")
+    if ip_version not in _MAX_DEPTH:
+        raise _corrupt(path, f"unsupported ip_version {ip_version}")
+    if node_count <= 0:
+        raise _corrupt(path, f"search tree has {node_count} nodes")
+    if node_count * (record_size // 4) + _DATA_SEPARATOR_BYTES > size:
+        problem = f"search tree of {node_count} nodes extends past the end of the file"
+        raise _corrupt(path, problem)
+
+
+def _ipv4_start(left: npt.NDArray[np.uint32], node_count: int, ip_version: int) -> int:
+    """Return the node the IPv4 subtree starts at, as the readers find it: 96 left turns
+    from the root, unless a record ends it. ``node_count`` (an empty record, never a node)
+    for an IPv4 tree, which has no aliases."""
+    if ip_version != 6:
+        return node_count
+    node = 0
+    for _ in range(_ALIAS_DEPTH):
+        if node >= node_count:
+            break
+        node = int(left[node])
+    return node
 
 
 def _node_records(
