@@ -43,10 +43,12 @@ from lookupd.client.tls import ClientTLS
 from lookupd.codes import Status
 from lookupd.core import _parse
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
+from lookupd.core.packed import packed_count
 from lookupd.errors import LookupdError
 from lookupd.server.answers import PROTO_TO_STATUS
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
+from lookupd.wire import LOOKUP_SERVICE, NO_COUNTRY_CODE
 
 # What lookup() and check() take: text addresses, IPv4 as uint32, IPv6 as (n, 2) uint64
 # (high, low), or packed bytes in network order with version=4 or 6.
@@ -79,7 +81,7 @@ _SERVICE_CONFIG = json.dumps(
             {
                 "name": [
                     {
-                        "service": pb.DESCRIPTOR.services_by_name["LookupService"].full_name,
+                        "service": LOOKUP_SERVICE,
                         "method": method,
                     }
                     for method in _RETRIED_METHODS
@@ -99,7 +101,6 @@ _SERVICE_CONFIG = json.dumps(
 # request (50,000 IPv6 addresses packed are 800 kB) would not be retried. 16 MiB covers any
 # request the server accepts by default (8 MiB); the copy lives only while the call does.
 _RETRY_BUFFER_BYTES = 16 << 20
-_NO_COUNTRY = b"--"
 _IPV4_MAPPED_HIGH = IPV4_MAPPED_PREFIX >> 32  # 0xFFFF: the high 32 bits of the low half
 
 
@@ -205,7 +206,7 @@ class _Plan:
                 versions,
                 np.array(subdivisions, dtype=np.str_).reshape(-1) if subdivisions else None,
             )
-        codes = np.full(self.size, _NO_COUNTRY, dtype="S2")
+        codes = np.full(self.size, NO_COUNTRY_CODE, dtype="S2")
         status = self.status.copy() if self.status is not None else np.zeros(self.size, np.uint8)
         for family in (4, 6):
             raw_codes = b"".join(
@@ -264,14 +265,7 @@ def _pack(
     """
     if isinstance(addresses, (bytes, bytearray, memoryview)):
         data = bytes(addresses)
-        width = {4: 4, 6: 16}.get(version or 0)
-        if width is None:
-            msg = "packed input needs version=4 (4 bytes per address) or version=6 (16 bytes)"
-            raise ValueError(msg)
-        if len(data) % width:
-            msg = f"packed IPv{version} input of {len(data)} bytes is not a multiple of {width}"
-            raise ValueError(msg)
-        count = len(data) // width
+        count = packed_count(len(data), version)
         plan = _Plan(count, "packed", v4_count=count if version == 4 else 0)
         return (data, b"", plan) if version == 4 else (b"", data, plan)
     if version is not None:
@@ -599,7 +593,7 @@ class Client(_Connected):
         """
         # The typing stubs of grpcio-health-checking do not declare the methods.
         health: Any = health_pb2_grpc.HealthStub(self._channels[0])
-        request = health_pb2.HealthCheckRequest(service="lookupd.v1.LookupService")
+        request = health_pb2.HealthCheckRequest(service=LOOKUP_SERVICE)
         try:
             for response in health.Watch(request, timeout=timeout_s, wait_for_ready=True):
                 if response.status == health_pb2.HealthCheckResponse.SERVING:

@@ -15,6 +15,7 @@ from lookupd.codes import Status
 from lookupd.core import _parse, _search, reserved
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX
 from lookupd.core.labels import split_label
+from lookupd.core.packed import packed_count
 from lookupd.core.table import IPVersion, RangeTable
 from lookupd.errors import InvalidAddressError
 
@@ -377,14 +378,7 @@ class Database:
     def _lookup_packed(
         self, buffer: bytes | bytearray | memoryview, version: IPVersion | None
     ) -> LookupResult:
-        width = {4: 4, 6: 16}.get(version)  # type: ignore[arg-type]
-        if width is None:
-            msg = "packed input needs version=4 (4 bytes per address) or version=6 (16 bytes)"
-            raise ValueError(msg)
-        size = memoryview(buffer).nbytes
-        if size % width:
-            msg = f"packed IPv{version} input of {size} bytes is not a multiple of {width}"
-            raise ValueError(msg)
+        packed_count(memoryview(buffer).nbytes, version)
         if version == 4:
             return self._lookup_array(np.frombuffer(buffer, dtype=">u4").astype(np.uint32))
         keys = np.frombuffer(buffer, dtype=">u8").astype(np.uint64).reshape(-1, 2)

@@ -26,16 +26,13 @@ from lookupd.datafiles.data_version import DataVersion, data_version_of
 from lookupd.errors import InvalidAddressError, LookupdError
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.version import __version__
+from lookupd.wire import NO_COUNTRY_CODE, ODD_COUNTRY_CODE
 
 if TYPE_CHECKING:
     from lookupd.policies import CompiledPolicies, PolicySet
 
 # Default most addresses per request (text and packed together).
 DEFAULT_MAX_BATCH = 100_000
-# Two ASCII bytes per address in packed answers: no country (any status but OK).
-NO_COUNTRY_CODE = b"--"
-# Two ASCII bytes for a label whose country part is not two ASCII characters.
-ODD_COUNTRY_CODE = b"??"
 # Addresses answered between two checks that the call is still wanted (deadline, cancel):
 # about 1 ms of work on the compiled core, so an expired call stops within a millisecond.
 CHUNK_ADDRESSES = 32_768

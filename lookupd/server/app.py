@@ -35,6 +35,7 @@ from lookupd.server.logs import log_event
 from lookupd.server.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
+from lookupd.wire import HEALTH_SERVICE_NAMES, LOOKUP_SERVICE
 
 if TYPE_CHECKING:
     from lookupd.server.metrics import Metrics
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["LookupService"].full_name
+SERVICE_NAME = LOOKUP_SERVICE
 DEFAULT_HOST = "[::]"
 DEFAULT_PORT = 50051
 # A sync server with a small pool: on this kind of machine an echo server spent 110-125 us
@@ -376,7 +377,7 @@ class LookupServer:
             self.admin, self._server
         )
         self.health = _HealthServicer()
-        for name in ("", SERVICE_NAME):
+        for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -406,7 +407,7 @@ class LookupServer:
     def load(self, answerer: Answerer) -> None:
         """Answer from ``answerer``, and tell health checks the server is SERVING."""
         self.servicer.load(answerer)
-        for name in ("", SERVICE_NAME):
+        for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace_s: float | None = None, *, drain_s: float | None = None) -> None:
