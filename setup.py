@@ -2,7 +2,12 @@
 
 A failed compile falls back to the pure-Python twins (with a warning) unless
 LOOKUPD_REQUIRE_EXTENSION=1, which CI sets so a broken core can never pass
-unnoticed.  LOOKUPD_NATIVE=1 adds -march=native for a machine-specific build.
+unnoticed; with it, a tree or sdist without ext/*.pyx is an error too.
+LOOKUPD_NATIVE=1 adds -march=native for a machine-specific build.
+
+The .pyx files are the sources (MANIFEST.in ships them in the sdist, never the
+generated .c): they are cythonized when build_ext runs, so making an sdist needs
+no Cython and writes no .c.
 """
 
 import os
@@ -34,6 +39,7 @@ class OptionalBuildExt(build_ext):
 
     def run(self) -> None:
         try:
+            self.extensions = _cythonize(self.extensions)
             super().run()
         except Exception as exc:
             self._give_up(exc)
@@ -55,17 +61,18 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions() -> list[Extension]:
+    """One extension per ext/*.pyx, its sources still .pyx (see :func:`_cythonize`)."""
     if _NO_EXTENSIONS:
         return []
     sources = sorted((_HERE / "ext").glob("*.pyx"))
-    try:
-        from Cython.Build import cythonize
-    except ImportError:
+    if not sources:
+        message = f"no Cython sources (ext/*.pyx) under {_HERE.resolve()}"
         if _REQUIRE_EXTENSION:
-            raise
-        print("WARNING: Cython is not installed; not building the C core", file=sys.stderr)
+            # An sdist made without MANIFEST.in once installed the slow core silently.
+            raise SystemExit(f"error: {message}, and LOOKUPD_REQUIRE_EXTENSION=1")
+        print(f"WARNING: {message}; not building the C core", file=sys.stderr)
         return []
-    extensions = [
+    return [
         Extension(
             f"lookupd.core.{source.stem}",
             [str(source.relative_to(_HERE))],
@@ -73,7 +80,23 @@ def _extensions() -> list[Extension]:
         )
         for source in sources
     ]
-    return cythonize(extensions, compiler_directives=_DIRECTIVES, include_path=["ext"])
+
+
+def _cythonize(extensions: list[Extension]) -> list[Extension]:
+    """The extensions with their .pyx sources turned into C (written beside them)."""
+    if not extensions:
+        return extensions
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if _REQUIRE_EXTENSION:
+            raise
+        print("WARNING: Cython is not installed; not building the C core", file=sys.stderr)
+        return []
+    built: list[Extension] = cythonize(
+        extensions, compiler_directives=_DIRECTIVES, include_path=["ext"]
+    )
+    return built
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
