@@ -2,7 +2,7 @@
 PYTHON ?= python
 export LOOKUPD_REQUIRE_EXTENSION ?= 1
 
-.PHONY: help install lint test test-pure bench annotate embed protos wheel clean
+.PHONY: help install lint test test-pure bench annotate embed protos dist wheel dist-check clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,8 +36,13 @@ protos: ## regenerate lookupd/v1 from proto/ (needs grpcio-tools; commit the res
 	$(PYTHON) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/lookupd/v1/lookup.proto
 
-wheel: ## build an sdist and a wheel into dist/
-	$(PYTHON) -m pip wheel --no-deps -w dist .
+dist: ## build the sdist, then the wheel from it, into dist/ (python -m build)
+	$(PYTHON) -m build --outdir dist .
+
+wheel: dist ## the same as dist
+
+dist-check: ## build both, check their contents, install each in a new venv: compiled cores?
+	$(PYTHON) tools/check_dist.py
 
 clean:
 	rm -rf build dist *.egg-info ext/*.c ext/*.html lookupd/core/*.so
