@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import io
 import ipaddress
+import json
+import logging
 import os
 import re
 import select
@@ -19,8 +23,11 @@ import pytest
 
 import lookupd
 import lookupd.cli
+import lookupd.cli.serve
 from lookupd import Database
 from lookupd.cli import main
+from lookupd.cli.settings import SERVE_SETTINGS, read_settings, setting_for
+from lookupd.errors import LookupdError
 
 _TIMEOUT_S = 60.0
 # Waiting for a streamed answer: generous for a cold start, short enough to fail fast.
@@ -649,3 +656,124 @@ def test_subdivisions_column_from_city_data(capsysbinary: pytest.CaptureFixture[
     assert capsysbinary.readouterr().out == b"81.2.69.160\tGB\tGB-ENG\n1.1.1.1\t--\t--\n"
     assert main(["lookup", "--db", str(city), "81.2.69.160"]) == 0
     assert capsysbinary.readouterr().out == b"81.2.69.160\tGB\n"
+
+
+# ---------------------------------------------------------------------------------------
+# serve settings (read and checked; no server started), and what each command loads
+
+
+def test_serve_help_shows_each_default_from_the_code(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    from lookupd.server.app import ServerConfig
+
+    run = _main(["serve", "--help"], capsysbinary)
+    assert run.status == 0
+    text = " ".join(run.out.decode().split())  # argparse wraps lines at any space
+    for setting in SERVE_SETTINGS:
+        assert f"(default: {setting.default}) [{setting.variable}]" in text, setting.flag
+    config = ServerConfig()
+    assert f"(default: {config.port}) [LOOKUPD_PORT]" in text
+    assert f"(default: {config.max_message_bytes}) [LOOKUPD_MAX_MESSAGE_BYTES]" in text
+
+
+def test_every_server_config_field_has_a_serve_setting() -> None:
+    from lookupd.server.app import ServerConfig
+
+    # tls and admin are built from several settings; reuse_port is for worker processes.
+    built_otherwise = {"tls", "admin", "reuse_port"}
+    fields = {item.name for item in dataclasses.fields(ServerConfig)}
+    named = {s.config_field for s in SERVE_SETTINGS if s.config_field is not None}
+    assert named <= fields
+    assert named == fields - built_otherwise
+
+
+@pytest.mark.parametrize(
+    ("flag", "default"),
+    [
+        ("--port", 50051),
+        ("--grace", 5.0),
+        ("--drain", 0.0),
+        ("--watch-interval", 2.0),
+        ("--metrics-host", "[::]"),
+        ("--log-format", "kv"),
+        ("--log-level", "info"),
+        ("--db", None),
+        ("--admin-mtls", None),
+    ],
+)
+def test_serve_setting_defaults(flag: str, default: object) -> None:
+    setting = setting_for(flag)
+    assert setting.default_value() == default
+    if isinstance(default, float):
+        assert setting.default == f"{default:g}"  # 5.0 seconds reads as 5
+
+
+def _serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers()
+    lookupd.cli.serve.add_parser(commands)
+    return parser.parse_args(["serve", *argv])
+
+
+def test_serve_flag_wins_over_variable_which_wins_over_default() -> None:
+    environ = {"LOOKUPD_PORT": "7000", "LOOKUPD_THREADS": "3", "LOOKUPD_ADMIN_MTLS": "no"}
+    settings = read_settings(_serve_args("--port", "8000"), environ)
+    assert settings.given["--port"] == 8000
+    assert settings.given["--threads"] == 3
+    assert settings.given["--grace"] is None
+    assert settings.given["--admin-mtls"] is None
+    assert settings.config_fields() == {"port": 8000, "threads": 3}
+    assert settings.value("--grace") == setting_for("--grace").default_value()
+    assert settings.log_level() == logging.INFO
+
+
+def test_serve_empty_host_keeps_the_default() -> None:
+    settings = read_settings(_serve_args("--host", "", "--metrics-host", ""), {})
+    assert "host" not in settings.config_fields()
+    assert settings.value("--metrics-host") == setting_for("--host").default_value()
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LOOKUPD_PORT": "65536"}, "LOOKUPD_PORT: not a valid port: '65536'"),
+        ({"LOOKUPD_GRACE_S": "nan"}, "LOOKUPD_GRACE_S: not a valid value: 'nan'"),
+        ({"LOOKUPD_LOG_LEVEL": "loud"}, "expected one of debug, info, warning, error"),
+        ({"LOOKUPD_ADMIN_MTLS": "maybe"}, "LOOKUPD_ADMIN_MTLS: expected one of 1, true"),
+        ({"LOOKUPD_TLS_KEY": "k.pem"}, "--tls-cert and --tls-key go together"),
+    ],
+)
+def test_serve_settings_refused(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(LookupdError) as caught:
+        read_settings(_serve_args(), environ)
+    assert message in str(caught.value)
+
+
+# Prints the modules a statement loads, in a fresh interpreter.
+_PROBE = """
+import json, sys
+{statement}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import lookupd.cli",
+        "import lookupd.cli; lookupd.cli.main(['lookup', '1.1.1.1'])",
+    ],
+)
+def test_lookup_command_loads_no_grpc_server_or_policies(statement: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(statement=statement)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=_TIMEOUT_S,
+    )
+    last = done.stdout.strip().splitlines()[-1]
+    loaded = set(json.loads(last))
+    heavy = ("grpc", "google", "lookupd.server", "lookupd.client", "lookupd.policies", "yaml")
+    assert {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)} == set()

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from served import TIMEOUT_S, Served, child_env, start_serve
 from versions import write_data, write_policies
 
-from lookupd.cli import SERVE_SETTINGS, main
+from lookupd.cli import main
+from lookupd.cli.settings import SERVE_SETTINGS
 from lookupd.client import Client
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
