@@ -83,7 +83,10 @@ def _extensions() -> list[Extension]:
 
 
 def _cythonize(extensions: list[Extension]) -> list[Extension]:
-    """The extensions with their .pyx sources turned into C (written beside them)."""
+    """The extensions, their .pyx sources turned into C (written beside them).
+
+    The same objects, sources swapped: build_ext has already set its attributes on them.
+    """
     if not extensions:
         return extensions
     try:
@@ -93,10 +96,11 @@ def _cythonize(extensions: list[Extension]) -> list[Extension]:
             raise
         print("WARNING: Cython is not installed; not building the C core", file=sys.stderr)
         return []
-    built: list[Extension] = cythonize(
-        extensions, compiler_directives=_DIRECTIVES, include_path=["ext"]
-    )
-    return built
+    built = cythonize(extensions, compiler_directives=_DIRECTIVES, include_path=["ext"])
+    sources = {extension.name: extension.sources for extension in built}
+    for extension in extensions:
+        extension.sources = sources[extension.name]
+    return extensions
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
