@@ -688,6 +688,12 @@ def test_every_server_config_field_has_a_serve_setting() -> None:
     assert named == fields - built_otherwise
 
 
+def test_each_serve_setting_has_one_source_of_default() -> None:
+    for setting in SERVE_SETTINGS:
+        assert (setting.config_field is None) != (setting.default_from is None), setting.flag
+        assert (setting.kind == "choice") == (setting.choices is not None), setting.flag
+
+
 @pytest.mark.parametrize(
     ("flag", "default"),
     [
