@@ -101,8 +101,8 @@ def sdist_problems(members: Sequence[str]) -> list[str]:
     """What is wrong with an sdist holding ``members`` (paths under its top folder)."""
     names = {member.split("/", 1)[1] for member in members if "/" in member}
     names.discard("")
-    problems = [f"sdist lacks {name}" for name in sorted(_tree_files(SDIST_FROM_TREE) - names)]
-    problems += [f"sdist lacks {name}" for name in _missing(names, SDIST_FILES)]
+    lacking = (_tree_files(SDIST_FROM_TREE) - names) | set(_missing(names, SDIST_FILES))
+    problems = [f"sdist lacks {name}" for name in sorted(lacking)]
     problems += [f"sdist holds {name}" for name in sorted(names) if SDIST_NEVER.search(name)]
     return problems
 
