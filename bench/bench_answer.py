@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import lookupd
-from lookupd.server.answers import STATUS_TO_PROTO, Answerer
+from lookupd.server.answers import Answerer
 from lookupd.v1 import lookup_pb2 as pb
 
 BATCHES = (1_000, 10_000)
@@ -42,7 +42,7 @@ def _public_v4(n: int) -> np.ndarray[Any, np.dtype[np.uint32]]:
 def composed_packed_v4(answerer: Answerer, packed: bytes) -> tuple[bytes, bytes]:
     """The packed IPv4 answer as the service built it before ``answer_packed_v4``."""
     result = answerer.db.lookup(packed, version=4)
-    return answerer.codes[result.labels].tobytes(), STATUS_TO_PROTO[result.status].tobytes()
+    return answerer.codes[result.labels].tobytes(), result.status.tobytes()
 
 
 def decoded_text(answerer: Answerer, message: bytes) -> Any:

@@ -395,7 +395,7 @@ def core_lookup_many(
     search_c: ModuleType, db: lookupd.Database, keys: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.uint16]:
     """``lookup_many`` over parsed keys, with the buffers ``Database.lookup`` allocates."""
-    status = np.zeros(keys.shape[0], dtype=np.uint8)
+    status = np.full(keys.shape[0], lookupd.Status.OK, dtype=np.uint8)
     labels = np.empty(keys.shape[0], dtype=np.uint16)
     search_c.lookup_many(
         db.v4.starts, db.v4.jump, db.v4.labels,

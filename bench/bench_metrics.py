@@ -14,12 +14,17 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from lookupd.codes import Status
 from lookupd.server.metrics import Metrics
 
 _MIXED = np.random.default_rng(7).choice(
-    np.array([0, 0, 0, 0, 0, 0, 1, 2, 3], dtype=np.uint8), 1_000
+    np.array(
+        [*[Status.OK] * 6, Status.NOT_FOUND, Status.INVALID_ADDRESS, Status.RESERVED],
+        dtype=np.uint8,
+    ),
+    1_000,
 )
-_ALL_OK = np.zeros(1_000, dtype=np.uint8)
+_ALL_OK = np.full(1_000, Status.OK, dtype=np.uint8)
 _VERDICTS = np.random.default_rng(8).integers(1, 3, 1_000, dtype=np.uint8)
 _REASONS = np.random.default_rng(9).integers(1, 10, 1_000, dtype=np.uint8)
 

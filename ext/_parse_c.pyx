@@ -17,6 +17,8 @@ from cpython.sequence cimport (
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr
 
+from lookupd.codes import Status
+
 
 cdef extern from "Python.h":
     # Declared on borrowed PyObject* so the hot loop does no reference counting.
@@ -59,8 +61,8 @@ cdef extern from *:
 
 # Compile-time constants (an enum, not module globals, so the C compiler folds them).
 cdef enum:
-    # Status codes, as lookupd.codes.Status: OK and INVALID_ADDRESS.
-    _OK = 0
+    # Status codes, as lookupd.codes.Status (checked at import below): OK, INVALID_ADDRESS.
+    _OK = 1
     _INVALID = 2
     # "255.255.255.255": the longest dotted quad.
     _MAX_V4_CHARS = 15
@@ -72,6 +74,12 @@ cdef enum:
     _PREFETCH_AHEAD = 16
     # 2**29 - 1: the largest protobuf field number.
     _MAX_FIELD_NUMBER = 0x1FFFFFFF
+
+if (Status.OK, Status.INVALID_ADDRESS) != (_OK, _INVALID):
+    raise ImportError(
+        f"lookupd.core._parse_c was built for statuses {(_OK, _INVALID)} but lookupd.codes "
+        f"numbers them {(int(Status.OK), int(Status.INVALID_ADDRESS))}: rebuild the extension"
+    )
 
 # Value of each byte as a hex digit; 16 for every byte that is not one.
 cdef uint8_t _HEX_VALUE[256]

@@ -23,6 +23,8 @@ from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.long cimport PyLong_CheckExact
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from lookupd.codes import Status
+
 # The jump-table builders are numpy code: the twin's, re-exported (listed in __all__).
 from lookupd.core._search_py import (
     JUMP_BITS_V4,
@@ -37,6 +39,7 @@ from lookupd.core._search_py import (
     jump_table_v4,
     jump_table_v6,
 )
+from lookupd.core.constants import UNKNOWN_LABEL
 
 __all__ = [
     "JUMP_BITS_V4",
@@ -89,10 +92,11 @@ cdef enum:
     _LANES = 8
     # lookup_many splits keys by table in chunks of this many (8 KiB of stack buffers).
     _CHUNK = 256
-    # lookupd.codes and lookupd.core.constants: Status.OK, Status.NOT_FOUND, UNKNOWN_LABEL.
-    _STATUS_OK = 0
-    _STATUS_NOT_FOUND = 1
-    _STATUS_RESERVED = 3
+    # lookupd.codes and lookupd.core.constants (checked at import below): Status.OK,
+    # Status.NOT_FOUND, Status.RESERVED, UNKNOWN_LABEL.
+    _STATUS_OK = 1
+    _STATUS_NOT_FOUND = 3
+    _STATUS_RESERVED = 4
     _UNKNOWN_LABEL = 0
     # ::ffff:0:0/96: the key (0, 0xFFFF_xxxx_xxxx) is the IPv4 address in its low 32 bits.
     _MAPPED_TAG = 0xFFFF
@@ -105,6 +109,13 @@ if (JUMP_BITS_V4, JUMP_BITS_V6) != (_BITS_V4, _BITS_V6):
     raise ImportError(
         f"lookupd.core._search_c was built for jump bits {(_BITS_V4, _BITS_V6)} but "
         f"lookupd.core._search_py uses {(JUMP_BITS_V4, JUMP_BITS_V6)}: rebuild the extension"
+    )
+_STATUSES = (Status.OK, Status.NOT_FOUND, Status.RESERVED, UNKNOWN_LABEL)
+if _STATUSES != (_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL):
+    raise ImportError(
+        f"lookupd.core._search_c was built for (OK, NOT_FOUND, RESERVED, unknown label) "
+        f"{(_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL)} but lookupd "
+        f"numbers them {tuple(map(int, _STATUSES))}: rebuild the extension"
     )
 
 
@@ -377,7 +388,6 @@ def answer_packed_v4(
     const uint8_t[::1] reserved_flags,
     const uint8_t[::1] reserved_prefixes,
     const uint16_t[::1] codes,
-    const uint8_t[::1] status_codes,
     const uint8_t[::1] packed,
     uint16_t[::1] out_codes,
     uint8_t[::1] out_status,
@@ -385,23 +395,24 @@ def answer_packed_v4(
     """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
 
     Per address: its label from the table, or 0 where it is reserved; ``out_codes`` gets
-    ``codes[label]`` and ``out_status`` gets ``status_codes[status]``, status being
-    ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``. Reserved: ``reserved_prefixes[key >> 16]``
-    says 0 (none of the /16), 1 (all of it) or 2 (some: then ``reserved_flags`` of the key's
-    segment of the reserved table decides, which 5 of the 65,536 /16s need).
+    ``codes[label]`` and ``out_status`` gets its :class:`~lookupd.codes.Status` number
+    (``OK``, ``NOT_FOUND`` or ``RESERVED``), which is also the packed answer's byte.
+    Reserved: ``reserved_prefixes[key >> 16]`` says 0 (none of the /16), 1 (all of it) or 2
+    (some: then ``reserved_flags`` of the key's segment of the reserved table decides, which
+    5 of the 65,536 /16s need).
 
     Raises:
         ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
             ``reserved_flags`` not one per reserved segment, ``reserved_prefixes`` or
-            ``codes`` with fewer than 65,536 entries, ``status_codes`` shorter than 4, or
-            outputs of another length than the addresses.
+            ``codes`` with fewer than 65,536 entries, or outputs of another length than the
+            addresses.
     """
     cdef _TableV4 table = _table_v4(starts, jump)
     cdef _TableV4 reserved = _table_v4(reserved_starts, reserved_jump)
     _check_answer_v4(
         starts.shape[0], labels.shape[0], reserved_starts.shape[0], reserved_flags.shape[0],
-        reserved_prefixes.shape[0], codes.shape[0], status_codes.shape[0], packed.shape[0],
-        out_codes.shape[0], out_status.shape[0],
+        reserved_prefixes.shape[0], codes.shape[0], packed.shape[0], out_codes.shape[0],
+        out_status.shape[0],
     )
     cdef Py_ssize_t total = packed.shape[0] // 4
     cdef Py_ssize_t done = 0
@@ -411,7 +422,7 @@ def answer_packed_v4(
         while done < total:
             _answer_chunk_v4(
                 &table, &labels[0], &reserved, &reserved_flags[0], &reserved_prefixes[0],
-                &codes[0], &status_codes[0],
+                &codes[0],
                 &packed[4 * done], &out_codes[done], &out_status[done],
                 min(<Py_ssize_t>_CHUNK, total - done),
             )
@@ -425,7 +436,6 @@ cdef void _answer_chunk_v4(
     const uint8_t* reserved_flags,
     const uint8_t* reserved_prefixes,
     const uint16_t* codes,
-    const uint8_t* status_codes,
     const uint8_t* packed,
     uint16_t* out_codes,
     uint8_t* out_status,
@@ -449,7 +459,13 @@ cdef void _answer_chunk_v4(
         # Arithmetic, not branches: reserved addresses are scattered through a batch.
         label = labels[rows[i]] * (1 - flag)
         out_codes[i] = codes[label]
-        out_status[i] = status_codes[(label == _UNKNOWN_LABEL) | (flag * _STATUS_RESERVED)]
+        # OK, plus the step to NOT_FOUND where unlabelled, plus the one on to RESERVED where
+        # reserved (whose label is 0, so both steps add up to RESERVED).
+        out_status[i] = (
+            _STATUS_OK
+            + (label == _UNKNOWN_LABEL) * (_STATUS_NOT_FOUND - _STATUS_OK)
+            + flag * (_STATUS_RESERVED - _STATUS_NOT_FOUND)
+        )
 
 
 cdef _TableV4 _table_v4(const uint32_t[::1] starts, const uint32_t[::1] jump) except *:
@@ -511,15 +527,19 @@ cdef void _lookup_chunk(
         n_v6 += valid & (not mapped)
     _find_many_v4(table_v4, keys_v4, rows_v4, n_v4)
     _find_many_v6(table_v6, keys_v6, rows_v6, n_v6)
-    # Statuses gathered here are OK (0), so `label == 0` is exactly NOT_FOUND (1) or OK.
+    # Statuses gathered here are OK: unlabelled ones step up to NOT_FOUND, without a branch.
     for i in range(n_v4):
         label = labels_v4[rows_v4[i]]
         out[where_v4[i]] = label
-        status[where_v4[i]] = (label == _UNKNOWN_LABEL) * _STATUS_NOT_FOUND
+        status[where_v4[i]] = (
+            _STATUS_OK + (label == _UNKNOWN_LABEL) * (_STATUS_NOT_FOUND - _STATUS_OK)
+        )
     for i in range(n_v6):
         label = labels_v6[rows_v6[i]]
         out[where_v6[i]] = label
-        status[where_v6[i]] = (label == _UNKNOWN_LABEL) * _STATUS_NOT_FOUND
+        status[where_v6[i]] = (
+            _STATUS_OK + (label == _UNKNOWN_LABEL) * (_STATUS_NOT_FOUND - _STATUS_OK)
+        )
 
 
 @cython.cdivision(True)  # count >= 0: C's % is Python's

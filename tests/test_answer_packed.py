@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import lookupd
 from lookupd.core import reserved
 from lookupd.core.database import Database
-from lookupd.server.answers import STATUS_TO_PROTO, Answerer
+from lookupd.server.answers import Answerer
 
 _DB = lookupd.open()
 _ANSWERER = Answerer.load(_DB)
@@ -57,7 +57,6 @@ def _answer(
         reserved.SEGMENT_FLAGS_V4,
         prefixes,
         _CODES,
-        STATUS_TO_PROTO,
         keys.astype(">u4").tobytes(),
         codes,
         status,
@@ -69,7 +68,8 @@ def _composed(
     db: Database, keys: npt.NDArray[np.uint32]
 ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
     result = db.lookup(keys)
-    return _ANSWERER.codes[result.labels], STATUS_TO_PROTO[result.status]
+    # The packed answer's status bytes are the lookup's statuses, as they are.
+    return _ANSWERER.codes[result.labels], result.status
 
 
 @pytest.mark.parametrize("search_core", SEARCH_CORES, ids=lambda m: m.__name__.rsplit(".")[-1])
@@ -119,7 +119,6 @@ def _call(core: ModuleType, **changes: Any) -> None:
         "reserved_flags": reserved.SEGMENT_FLAGS_V4,
         "reserved_prefixes": _PREFIXES,
         "codes": _CODES,
-        "status_codes": STATUS_TO_PROTO,
         "packed": b"\x01\x01\x01\x01" * 3,
         "out_codes": np.empty(3, dtype=np.uint16),
         "out_status": np.empty(3, dtype=np.uint8),
@@ -135,7 +134,6 @@ def _call(core: ModuleType, **changes: Any) -> None:
         ({"out_codes": np.empty(2, dtype=np.uint16)}, "out_codes"),
         ({"out_status": np.empty(4, dtype=np.uint8)}, "out_status"),
         ({"codes": _CODES[:300].copy()}, "codes needs 65,536 entries"),
-        ({"status_codes": STATUS_TO_PROTO[:2].copy()}, "status_codes needs 4 entries"),
         ({"reserved_flags": reserved.SEGMENT_FLAGS_V4[:-1].copy()}, "reserved_flags"),
         ({"labels": _DB.v4.labels[:-1].copy()}, "labels"),
         ({"reserved_prefixes": _PREFIXES[:256].copy()}, "reserved_prefixes needs 65,536"),

@@ -20,6 +20,7 @@ import lookupd
 from lookupd import Database, Status
 from lookupd.cli import main
 from lookupd.client import Answers, AsyncClient, Client, ServerError, _channel_options
+from lookupd.codes import Reason, ReasonArray, StatusArray, Verdict, VerdictArray
 from lookupd.policies import PolicySet, example_policies_path, load_policies
 from lookupd.server.answers import Answerer
 from lookupd.server.app import LookupServer, ServerConfig
@@ -122,6 +123,12 @@ def test_text_list(client: Client, db: Database) -> None:
         Status.INVALID_ADDRESS,
         Status.INVALID_ADDRESS,
     ]
+    assert isinstance(answers.status, StatusArray)
+    assert answers.status[0] is Status.OK
+    assert repr(answers.status[-2:]) == "StatusArray([INVALID_ADDRESS, INVALID_ADDRESS])"
+    text = client.lookup(_ADDRESSES, text=True)
+    assert isinstance(text.status, StatusArray)
+    assert text.status.tolist() == answers.status.tolist()
 
 
 def test_text_list_over_the_text_rpc(client: Client, db: Database) -> None:
@@ -215,6 +222,10 @@ def test_check(client: Client, answerer: Answerer, db: Database) -> None:
         assert checks.allowed.tolist() == (decisions.verdicts == 1).tolist()
         assert answerer.policy_set is not None
         assert checks.policy_version == answerer.policy_set.version
+        assert isinstance(checks.verdicts, VerdictArray)
+        assert isinstance(checks.reasons, ReasonArray)
+        assert checks.verdicts[0] in set(Verdict)
+        assert checks.reasons[-1] is Reason.INVALID
         v4 = np.array([16843009, 167772161], dtype=np.uint32)
         packed = client.check(name, v4)
         assert (

@@ -441,7 +441,8 @@ def test_lookup_result_accessors(small_db: Database) -> None:
 
 
 def test_status_values_are_stable() -> None:
-    assert (Status.OK, Status.NOT_FOUND, Status.INVALID_ADDRESS) == (0, 1, 2)
+    # The lookupd.v1.Status numbers (tests/test_codes.py pins every member to the proto).
+    assert (Status.OK, Status.NOT_FOUND, Status.INVALID_ADDRESS) == (1, 3, 2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -822,7 +823,7 @@ def test_readme_python_example(embedded_db: Database) -> None:
     assert db.lookup_one("::ffff:8.8.8.8") == "US"
     result = db.lookup(["1.1.1.1", "2a00:1450::1", "not an ip", "10.0.0.1"])
     assert result.countries() == ["AU", "IE", None, None]
-    assert result.status.tolist() == [0, 0, 2, 3]  # 10.0.0.1: Status.RESERVED
+    assert result.status.tolist() == [1, 1, 2, 4]  # 10.0.0.1: Status.RESERVED
     assert db.lookup(np.array([16843009], dtype=np.uint32)).countries() == ["AU"]
     assert db.lookup_lines(b"1.1.1.1\n8.8.8.8\n").countries() == ["AU", "US"]
 

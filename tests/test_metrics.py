@@ -24,6 +24,7 @@ from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
 import lookupd
+from lookupd.codes import Status
 from lookupd.datafiles.data_version import parse_built_at
 from lookupd.errors import LookupdError
 from lookupd.server import metrics as lm
@@ -31,6 +32,11 @@ from lookupd.server import metrics as lm
 _TIMEOUT_S = 10.0
 _SUBPROCESS_TIMEOUT_S = 120.0
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _all_ok(count: int) -> np.ndarray[tuple[int], np.dtype[np.uint8]]:
+    """The statuses of a batch of ``count`` addresses answered OK."""
+    return np.full(count, Status.OK, dtype=np.uint8)
 
 
 @pytest.fixture(autouse=True)
@@ -93,8 +99,9 @@ def _has(samples: Samples, name: str, **labels: str) -> bool:
 
 
 def test_lookup_counts_addresses_by_status(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
-    metrics.observe_lookup("Lookup", np.array([0, 0, 1, 2, 3], dtype=np.uint8), 0.0002)
-    metrics.observe_lookup("LookupPacked", np.zeros(2_000, dtype=np.uint8), 0.003)
+    statuses = [Status.OK, Status.OK, Status.NOT_FOUND, Status.INVALID_ADDRESS, Status.RESERVED]
+    metrics.observe_lookup("Lookup", np.array(statuses, dtype=np.uint8), 0.0002)
+    metrics.observe_lookup("LookupPacked", _all_ok(2_000), 0.003)
     samples = _scrape(server.port)
     expected = {"ok": 2, "not_found": 1, "invalid_address": 1, "reserved": 1}
     for status, count in expected.items():
@@ -118,13 +125,33 @@ def test_lookup_counts_addresses_by_status(metrics: lm.Metrics, server: lm.Metri
 
 
 def test_lookup_of_an_empty_batch(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
-    metrics.observe_lookup("LookupPacked", np.zeros(0, dtype=np.uint8), 0.0001)
+    metrics.observe_lookup("LookupPacked", _all_ok(0), 0.0001)
     samples = _scrape(server.port)
     assert _value(samples, "lookupd_requests_total", rpc="LookupPacked", code="OK") == 1
     assert _value(samples, "lookupd_batch_size_count", rpc="LookupPacked") == 1
     assert _value(samples, "lookupd_batch_size_sum", rpc="LookupPacked") == 0
     for status in ("ok", "not_found", "invalid_address", "reserved"):
         assert _value(samples, "lookupd_addresses_total", rpc="LookupPacked", status=status) == 0
+
+
+def test_lookup_counts_numbers_that_are_no_status(
+    metrics: lm.Metrics, server: lm.MetricsServer
+) -> None:
+    # 0 is the proto's STATUS_UNSPECIFIED, never answered; 9 no status at all.
+    metrics.observe_lookup("Lookup", np.array([0, Status.OK, 9, 9], dtype=np.uint8), 0.0001)
+    samples = _scrape(server.port)
+    assert _value(samples, "lookupd_addresses_total", rpc="Lookup", status="ok") == 1
+    assert _value(samples, "lookupd_addresses_total", rpc="Lookup", status="0") == 1
+    assert _value(samples, "lookupd_addresses_total", rpc="Lookup", status="9") == 2
+
+
+def test_lookup_of_an_all_ok_batch_past_the_default_limit(
+    metrics: lm.Metrics, server: lm.MetricsServer
+) -> None:
+    metrics.observe_lookup("LookupPacked", _all_ok(300_000), 0.01)
+    metrics.observe_lookup("LookupPacked", _all_ok(10)[::2], 0.01)  # not contiguous
+    samples = _scrape(server.port)
+    assert _value(samples, "lookupd_addresses_total", rpc="LookupPacked", status="ok") == 300_005
 
 
 def test_check_counts_verdicts_by_policy_and_reason(
@@ -178,7 +205,7 @@ def test_failures_count_by_code(metrics: lm.Metrics, server: lm.MetricsServer) -
     metrics.observe_failure("Lookup", "INVALID_ARGUMENT", 0.0001)
     metrics.observe_failure("Lookup", "INVALID_ARGUMENT", 0.0001)
     metrics.observe_failure("CheckRegion", "NOT_FOUND", 0.0001)
-    metrics.observe_lookup("Lookup", np.zeros(1, dtype=np.uint8), 0.0001)
+    metrics.observe_lookup("Lookup", _all_ok(1), 0.0001)
     samples = _scrape(server.port)
     requests = "lookupd_requests_total"
     assert _value(samples, requests, rpc="Lookup", code="INVALID_ARGUMENT") == 2
@@ -194,7 +221,7 @@ def test_calls_without_addresses(metrics: lm.Metrics, server: lm.MetricsServer) 
     metrics.observe_call("GetInfo", 0.0001)
     metrics.observe_call("GetInfo", 0.0001)
     metrics.observe_call("Reload", 0.2)
-    metrics.observe_lookup("NewRpc", np.array([1, 1], dtype=np.uint8), 0.0001)
+    metrics.observe_lookup("NewRpc", np.array([Status.NOT_FOUND] * 2, dtype=np.uint8), 0.0001)
     samples = _scrape(server.port)
     assert _value(samples, "lookupd_requests_total", rpc="GetInfo", code="OK") == 2
     assert _value(samples, "lookupd_request_duration_seconds_count", rpc="GetInfo") == 2
@@ -283,7 +310,7 @@ def test_two_servers_in_one_process_do_not_collide() -> None:
         lm.serve_metrics("127.0.0.1", 0, first) as one,
         lm.serve_metrics("127.0.0.1", 0, second) as two,
     ):
-        first.observe_lookup("Lookup", np.zeros(3, dtype=np.uint8), 0.001)
+        first.observe_lookup("Lookup", _all_ok(3), 0.001)
         assert _value(_scrape(one.port), "lookupd_addresses_total", rpc="Lookup", status="ok") == 3
         assert _value(_scrape(two.port), "lookupd_addresses_total", rpc="Lookup", status="ok") == 0
 
@@ -450,10 +477,11 @@ lm.enable_multiprocess(directory)  # again, the same: nothing happens
 now = 1_800_000_000.0  # every process's clock: the data ages come out exact
 supervisor = lm.Metrics(clock=lambda: now)
 supervisor.worker_restarted()
-# per worker: statuses, verdicts, reasons, data version, build time
+# per worker: statuses (1 OK, 2 INVALID_ADDRESS, 3 NOT_FOUND, 4 RESERVED), verdicts, reasons,
+# data version, build time
 WORK = [
-    ([0, 0, 1, 2, 3], [1, 2], [1, 2], "v-a", now - 1000),
-    ([0, 3, 3], [1], [6], "v-b", now - 2000),
+    ([1, 1, 3, 2, 4], [1, 2], [1, 2], "v-a", now - 1000),
+    ([1, 4, 4], [1], [6], "v-b", now - 2000),
 ]
 
 def scrape(port):

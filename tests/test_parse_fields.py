@@ -10,6 +10,7 @@ from conftest import PARSE_CORES
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from lookupd.codes import Status
 from lookupd.core._parse_py import parse_many
 from lookupd.v1 import lookup_pb2 as pb
 
@@ -64,7 +65,7 @@ def test_other_fields_are_counted_not_parsed(core: ModuleType) -> None:
     assert core.scan_fields(mixed, _FIELD) == (2, 9)
     keys, status, invalid = _parsed(core, mixed, 2)
     assert keys == [0, 0xFFFF_0101_0101, 0, 1]
-    assert status == [0, 0]
+    assert status == [Status.OK, Status.OK]
     assert invalid == 0
 
 

@@ -386,7 +386,7 @@ def everywhere_db() -> Database:
 
 
 def test_status_value_is_stable() -> None:
-    assert int(Status.RESERVED) == 3
+    assert int(Status.RESERVED) == 4
     assert Status.RESERVED.__doc__
 
 

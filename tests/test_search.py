@@ -317,7 +317,7 @@ def test_read_only_arrays(search_core: ModuleType) -> None:
     assert out.tolist() == [0, 1]
     assert search_core.find_index_v4(starts_v4, jump_v4, 100) == 1
     assert search_core.find_index_v6(starts_v6, jump_v6, 1 << 100) == 1
-    status = np.zeros(2, dtype=np.uint8)
+    status = np.full(2, Status.OK, dtype=np.uint8)
     labels = np.empty(2, dtype=np.uint16)
     search_core.lookup_many(
         starts_v4, jump_v4, labels_v4, starts_v6, jump_v6, labels_v6, keys_v6, status, labels
@@ -393,7 +393,7 @@ def test_compiled_core_through_its_stub() -> None:
     assert rows.tolist() == [0, 1]
     assert _search_c.find_index_v4(starts_v4, jump_v4, 100) == 1
     assert _search_c.find_index_v6(starts_v6, jump_v6, (1 << 100) - 1) == 0
-    status = np.zeros(2, dtype=np.uint8)
+    status = np.full(2, Status.OK, dtype=np.uint8)
     labels = np.empty(2, dtype=np.uint16)
     _search_c.lookup_many(
         starts_v4,
@@ -514,7 +514,7 @@ def test_lookup_many_length_mismatch(
         "v6_jump": search_core.jump_table_v6(starts_v6),
         "v6_labels": np.zeros(2, np.uint16),
         "keys": _v6([1, 2]),
-        "status": np.zeros(2, np.uint8),
+        "status": np.full(2, Status.OK, np.uint8),
         "out": np.zeros(2, np.uint16),
     }
     arrays[name] = bad

@@ -7,6 +7,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
+from lookupd.codes import Status
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
 
 _THREADS = 8
@@ -48,12 +49,12 @@ def test_threads_share_one_table(search_core: ModuleType) -> None:
         rows_v4 = np.empty(_KEYS, dtype=np.int32)
         rows_v6 = np.empty(_KEYS, dtype=np.int32)
         labels = np.empty(_KEYS, dtype=np.uint16)
-        status = np.zeros(_KEYS, dtype=np.uint8)
+        status = np.full(_KEYS, Status.OK, dtype=np.uint8)
         start.wait(_TIMEOUT_S)
         for _ in range(_ROUNDS):
             search_core.find_many_v4(v4, v4_jump, keys_v4, rows_v4)
             search_core.find_many_v6(v6, v6_jump, keys, rows_v6)
-            status[:] = 0
+            status[:] = Status.OK
             search_core.lookup_many(
                 v4, v4_jump, v4_labels, v6, v6_jump, v6_labels, keys, status, labels
             )

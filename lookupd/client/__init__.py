@@ -6,7 +6,7 @@ from lookupd.client import Client
 with Client("localhost:50051") as client:
     answers = client.lookup(["1.1.1.1", "2001:4860:4860::8888", "10.0.0.1"])
     answers.countries        # array(['AU', 'US', ''], dtype='<U2')
-    answers.status           # array([0, 0, 3], dtype=uint8): lookupd.Status numbers
+    answers.status           # StatusArray([OK, OK, RESERVED]): lookupd.Status numbers
     client.check("example", ["1.1.1.1"]).allowed   # array([ True])
 ```
 
@@ -40,12 +40,11 @@ import numpy.typing as npt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lookupd.client.tls import ClientTLS
-from lookupd.codes import Status
+from lookupd.codes import CodeArray, Reason, Status, Verdict, code_array
 from lookupd.core import _parse
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
 from lookupd.core.packed import packed_count
 from lookupd.errors import LookupdError
-from lookupd.server.answers import PROTO_TO_STATUS
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 from lookupd.wire import LOOKUP_SERVICE, NO_COUNTRY_CODE
@@ -121,8 +120,9 @@ class Answers:
 
     countries: npt.NDArray[np.str_]
     """Country code per address; ``""`` where none (status other than OK)."""
-    status: npt.NDArray[np.uint8]
-    """A :class:`lookupd.Status` number per address, as :meth:`lookupd.Database.lookup`."""
+    status: CodeArray
+    """A :class:`lookupd.Status` number per address, as :meth:`lookupd.Database.lookup`: a
+    ``uint8`` array that prints the names (:class:`~lookupd.codes.StatusArray`)."""
     data_versions: tuple[str, ...]
     """The data version ids that answered, each once (one unless the data changed)."""
     subdivisions: npt.NDArray[np.str_] | None = None
@@ -145,10 +145,12 @@ class Answers:
 class Checks:
     """A policy's answers for a batch, in input order."""
 
-    verdicts: npt.NDArray[np.uint8]
-    """``lookupd.v1.Verdict`` number per address: 1 ALLOW, 2 DENY."""
-    reasons: npt.NDArray[np.uint8]
-    """``lookupd.v1.Reason`` number per address (1 COUNTRY_ALLOWED ... 9 SUBDIVISION_ALLOWED)."""
+    verdicts: CodeArray
+    """A :class:`lookupd.Verdict` number per address (1 ALLOW, 2 DENY), printed by name
+    (:class:`~lookupd.codes.VerdictArray`)."""
+    reasons: CodeArray
+    """A :class:`lookupd.Reason` number per address (1 COUNTRY_ALLOWED ... 9
+    SUBDIVISION_ALLOWED), printed by name (:class:`~lookupd.codes.ReasonArray`)."""
     countries: npt.NDArray[np.str_]
     """Country code per address; ``""`` where none."""
     data_version: str
@@ -194,7 +196,7 @@ class _Plan:
         versions = tuple(dict.fromkeys(response.data_version.id for response in responses))
         if self.kind == "text":
             countries = list(itertools.chain.from_iterable(r.countries for r in responses))
-            proto_status = np.fromiter(
+            text_status = np.fromiter(
                 itertools.chain.from_iterable(r.status for r in responses),
                 dtype=np.uint8,
                 count=self.size,
@@ -202,12 +204,16 @@ class _Plan:
             subdivisions = list(itertools.chain.from_iterable(r.subdivisions for r in responses))
             return Answers(
                 np.array(countries, dtype=np.str_).reshape(self.size),
-                PROTO_TO_STATUS[proto_status],
+                code_array(text_status, Status),
                 versions,
                 np.array(subdivisions, dtype=np.str_).reshape(-1) if subdivisions else None,
             )
         codes = np.full(self.size, NO_COUNTRY_CODE, dtype="S2")
-        status = self.status.copy() if self.status is not None else np.zeros(self.size, np.uint8)
+        status = (
+            self.status.copy()
+            if self.status is not None
+            else np.full(self.size, Status.OK, dtype=np.uint8)
+        )
         for family in (4, 6):
             raw_codes = b"".join(
                 r.ipv4_countries if family == 4 else r.ipv6_countries for r in responses
@@ -217,7 +223,7 @@ class _Plan:
             )
             if not raw_status:
                 continue
-            family_status = PROTO_TO_STATUS[np.frombuffer(raw_status, dtype=np.uint8)]
+            family_status = np.frombuffer(raw_status, dtype=np.uint8)
             family_codes = np.frombuffer(raw_codes, dtype="S2")
             index = self.v4_index if family == 4 else self.v6_index
             if index is None:
@@ -230,7 +236,7 @@ class _Plan:
             codes[index] = family_codes
         answered = codes.astype("U2")
         answered[status != Status.OK] = ""
-        return Answers(answered, status, versions)
+        return Answers(answered, code_array(status, Status), versions)
 
 
 def _chunks(data: bytes, width: int, chunk_size: int) -> list[bytes]:
@@ -350,8 +356,8 @@ def _check_request(policy: str, addresses: Addresses, version: int | None) -> pb
 
 def _checks(response: pb.CheckRegionResponse) -> Checks:
     return Checks(
-        np.array(response.verdicts, dtype=np.uint8),
-        np.array(response.reasons, dtype=np.uint8),
+        code_array(np.array(response.verdicts, dtype=np.uint8), Verdict),
+        code_array(np.array(response.reasons, dtype=np.uint8), Reason),
         np.array(list(response.countries), dtype=np.str_).reshape(-1),
         response.data_version.id,
         response.policy_version,

@@ -2,7 +2,7 @@
 
 Every parsed address becomes a 128-bit key stored as a row (high 64 bits, low 64 bits) of a
 ``uint64`` array of shape (n, 2); an IPv4 address a.b.c.d becomes the IPv4-mapped
-``::ffff:a.b.c.d``. ``status`` gets ``Status.OK`` (0) or ``Status.INVALID_ADDRESS`` (2) per
+``::ffff:a.b.c.d``. ``status`` gets ``Status.OK`` (1) or ``Status.INVALID_ADDRESS`` (2) per
 item, and an invalid item's key is (0, 0); both batch calls return how many were invalid.
 No item, whatever its type or bytes, raises or crashes: only a bad call raises (``TypeError``
 for a non-sequence ``items`` or a non-buffer array, ``ValueError`` for an output of the

@@ -61,7 +61,6 @@ def answer_packed_v4(
     reserved_flags: npt.NDArray[np.uint8],
     reserved_prefixes: npt.NDArray[np.uint8],
     codes: npt.NDArray[np.uint16],
-    status_codes: npt.NDArray[np.uint8],
     packed: bytes | memoryview | npt.NDArray[np.uint8],
     out_codes: npt.NDArray[np.uint16],
     out_status: npt.NDArray[np.uint8],

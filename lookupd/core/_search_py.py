@@ -217,7 +217,6 @@ def answer_packed_v4(
     reserved_flags: npt.NDArray[np.uint8],
     reserved_prefixes: npt.NDArray[np.uint8],
     codes: npt.NDArray[np.uint16],
-    status_codes: npt.NDArray[np.uint8],
     packed: bytes | memoryview | npt.NDArray[np.uint8],
     out_codes: npt.NDArray[np.uint16],
     out_status: npt.NDArray[np.uint8],
@@ -225,16 +224,16 @@ def answer_packed_v4(
     """Answer packed IPv4 addresses (4 bytes each, network order) in one pass.
 
     Per address: its label from the table, or 0 where it is reserved; ``out_codes`` gets
-    ``codes[label]`` and ``out_status`` gets ``status_codes[status]``, status being
-    ``Status.OK``, ``NOT_FOUND`` or ``RESERVED``. Reserved: ``reserved_prefixes[key >> 16]``
-    says 0 (none of the /16), 1 (all of it) or 2 (some: then ``reserved_flags`` of the key's
-    segment of the reserved table decides).
+    ``codes[label]`` and ``out_status`` gets its :class:`~lookupd.codes.Status` number
+    (``OK``, ``NOT_FOUND`` or ``RESERVED``), which is also the packed answer's byte.
+    Reserved: ``reserved_prefixes[key >> 16]`` says 0 (none of the /16), 1 (all of it) or 2
+    (some: then ``reserved_flags`` of the key's segment of the reserved table decides).
 
     Raises:
         ValueError: as the other functions, and for ``packed`` not a multiple of 4 bytes,
             ``reserved_flags`` not one per reserved segment, ``reserved_prefixes`` or
-            ``codes`` with fewer than 65,536 entries, ``status_codes`` shorter than 4, or
-            outputs of another length than the addresses.
+            ``codes`` with fewer than 65,536 entries, or outputs of another length than the
+            addresses.
     """
     _check_table_v4(starts, jump)
     _check_table_v4(reserved_starts, reserved_jump)
@@ -243,7 +242,6 @@ def answer_packed_v4(
         ("reserved_flags", reserved_flags, np.uint8),
         ("reserved_prefixes", reserved_prefixes, np.uint8),
         ("codes", codes, np.uint16),
-        ("status_codes", status_codes, np.uint8),
     ):
         _check_array(name, array, dtype, 1)
     _check_array("out_codes", out_codes, np.uint16, 1, writable=True)
@@ -255,7 +253,6 @@ def answer_packed_v4(
         reserved_flags.shape[0],
         reserved_prefixes.shape[0],
         codes.shape[0],
-        status_codes.shape[0],
         np.frombuffer(packed, dtype=np.uint8).shape[0],
         out_codes.shape[0],
         out_status.shape[0],
@@ -271,7 +268,7 @@ def answer_packed_v4(
         flags, Status.RESERVED, np.where(found == UNKNOWN_LABEL, Status.NOT_FOUND, Status.OK)
     )
     out_codes[:] = codes[found]
-    out_status[:] = status_codes[status]
+    out_status[:] = status
 
 
 def _check_answer_v4(
@@ -281,7 +278,6 @@ def _check_answer_v4(
     reserved_flags: int,
     reserved_prefixes: int,
     codes: int,
-    status_codes: int,
     packed_bytes: int,
     out_codes: int,
     out_status: int,
@@ -303,9 +299,6 @@ def _check_answer_v4(
     # Every uint16 label has a code, so no label can index past the table.
     if codes < _LABEL_CODES:
         msg = f"codes needs {_LABEL_CODES:,} entries (one per uint16 label), not {codes:,}"
-        raise ValueError(msg)
-    if status_codes < max(Status) + 1:
-        msg = f"status_codes needs {max(Status) + 1} entries, not {status_codes}"
         raise ValueError(msg)
 
 

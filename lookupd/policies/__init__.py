@@ -77,7 +77,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from lookupd.codes import Reason, Status, Verdict
+from lookupd.codes import CodeArray, Reason, Status, Verdict, code_array
 from lookupd.core import _search
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
 from lookupd.core.database import Database, LookupResult
@@ -118,8 +118,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UNKNOWN_MARKERS = frozenset({"ZZ", "XX"})
 _NAMEABLE_CONVENTIONS = DATA_CONVENTIONS - _UNKNOWN_MARKERS
 _VERDICTS = {"allow": Verdict.ALLOW, "deny": Verdict.DENY}
-# Rows of a compiled policy's tables: one per Status value.
-_STATUSES = len(Status)
+# Rows of a compiled policy's tables, indexed by Status number (row 0, no status, unused).
+_STATUSES = max(Status) + 1
 # Network table labels: 0 no override, then these.
 _NET_ALLOW = 1
 _NET_DENY = 2
@@ -179,10 +179,10 @@ class Policy:
 class Decisions:
     """A policy's answers for a batch, in input order."""
 
-    verdicts: npt.NDArray[np.uint8]
-    """A :class:`Verdict` per address."""
-    reasons: npt.NDArray[np.uint8]
-    """A :class:`Reason` per address."""
+    verdicts: CodeArray
+    """A :class:`Verdict` per address, printed by name (:class:`~lookupd.codes.VerdictArray`)."""
+    reasons: CodeArray
+    """A :class:`Reason` per address, printed by name (:class:`~lookupd.codes.ReasonArray`)."""
 
     def __len__(self) -> int:
         return int(self.verdicts.shape[0])
@@ -281,7 +281,7 @@ class CompiledPolicies:
             hit = (override != 0) & (status != Status.INVALID_ADDRESS)
             verdicts = np.where(hit, override, verdicts)
             reasons = np.where(hit, compiled.network_reasons[found], reasons)
-        return Decisions(verdicts, reasons)
+        return Decisions(code_array(verdicts, Verdict), code_array(reasons, Reason))
 
 
 def _compile(policy: Policy, db: Database, warnings: list[str]) -> _Compiled:

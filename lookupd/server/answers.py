@@ -12,8 +12,7 @@ import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -67,26 +66,11 @@ class CallAbandonedError(RequestError):
     """The caller stopped waiting (deadline passed or cancelled) before the work finished."""
 
 
-def _enum_table(python_enum: type[IntEnum], proto_enum: Any, prefix: str) -> npt.NDArray[np.uint8]:
-    """Return a 256-entry table mapping a Python enum's values to the proto enum's, by name."""
-    table = np.zeros(256, dtype=np.uint8)
-    for member in python_enum:
-        table[int(member)] = proto_enum.Value(f"{prefix}_{member.name}")
-    return table
-
-
-# lookupd.Status number -> lookupd.v1.Status number (the proto's 0 is "unspecified").
-STATUS_TO_PROTO = _enum_table(Status, pb.Status, "STATUS")
-# lookupd.v1.Status number -> lookupd.Status number (for clients); unknown numbers -> 255.
-PROTO_TO_STATUS = np.full(256, 255, dtype=np.uint8)
-PROTO_TO_STATUS[STATUS_TO_PROTO[[int(member) for member in Status]]] = [
-    int(member) for member in Status
-]
-# Every lookupd.v1.Status number is below 128, a one-byte varint, so
-# STATUS_TO_PROTO[status].tobytes() is the packed field's payload.
-if int(STATUS_TO_PROTO.max()) >= 0x80:  # pragma: no cover
+# The packed status field's payload is the status array's bytes as they are: Status numbers
+# are the lookupd.v1.Status numbers, each below 128 (a one-byte varint).
+if max(Status) >= 0x80:  # pragma: no cover
     raise AssertionError("a lookupd.v1.Status number needs a two-byte varint")
-_STATUS_OK_BYTE = bytes([int(STATUS_TO_PROTO[int(Status.OK)])])
+_STATUS_OK_BYTE = bytes([Status.OK])
 # What answer_packed_v4 reads to mark reserved IPv4 addresses: a flag per /16 (0 none, 1
 # all, 2 some), then one per segment of the reserved table; none set for a database that
 # does not mark them.
@@ -263,7 +247,7 @@ class Answerer:
             result = self.db.lookup(items[part])
             labels = result.labels
             countries += self.countries[labels].tolist()
-            status += STATUS_TO_PROTO[result.status].tolist()
+            status += result.status.tolist()
             if subdivisions:
                 subs += self.subdivisions[labels].tolist()
         return countries, status, subs
@@ -347,8 +331,8 @@ class Answerer:
 
     def _encode_text_answer(
         self,
-        labels_parts: list[npt.NDArray[np.uint16]],
-        status_parts: list[npt.NDArray[np.uint8]],
+        labels_parts: Sequence[npt.NDArray[np.uint16]],
+        status_parts: Sequence[npt.NDArray[np.uint8]],
         subdivisions: bool,
     ) -> tuple[bytes, npt.NDArray[np.uint8]]:
         """The serialized ``LookupResponse`` of the labels and statuses, and the statuses."""
@@ -365,7 +349,7 @@ class Answerer:
             keep = np.ones(halves.shape[0], dtype=bool)
             keep[1::2] = self._country_full[labels]
             parts.append(halves[keep].tobytes())
-        parts.append(_field(_TAG_STATUS, STATUS_TO_PROTO[status].tobytes()))
+        parts.append(_field(_TAG_STATUS, status.tobytes()))
         parts.append(self.version_bytes)
         if subdivisions:
             parts.append(b"".join(self._subdivision_fields[labels].tolist()))
@@ -432,7 +416,7 @@ class Answerer:
             chunk = view[part.start * _V6_BYTES : part.stop * _V6_BYTES]
             result = self.db.lookup(chunk, version=6)
             codes.append(self.codes[result.labels].tobytes())
-            status.append(STATUS_TO_PROTO[result.status].tobytes())
+            status.append(result.status.tobytes())
         return b"".join(codes), b"".join(status)
 
     def _packed_v4(self, data: bytes, keep_going: Callable[[], bool] | None) -> tuple[bytes, bytes]:
@@ -455,7 +439,6 @@ class Answerer:
                 reserved.SEGMENT_FLAGS_V4,
                 prefixes,
                 self._codes_by_label,
-                STATUS_TO_PROTO,
                 view[part.start * _V4_BYTES : part.stop * _V4_BYTES],
                 codes[part],
                 status[part],

@@ -24,7 +24,6 @@ from lookupd.errors import LookupdError
 from lookupd.server.admin import ADMIN_SERVICE_NAME, AdminConfig, AdminServicer
 from lookupd.server.answers import (
     DEFAULT_MAX_BATCH,
-    PROTO_TO_STATUS,
     Answerer,
     BadRequestError,
     CallAbandonedError,
@@ -196,7 +195,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
             tag=request.tag,
         )
         if self._metrics is not None:
-            status = PROTO_TO_STATUS[np.frombuffer(v4_status + v6_status, dtype=np.uint8)]
+            status = np.frombuffer(v4_status + v6_status, dtype=np.uint8)
             self._metrics.observe_lookup(rpc, status, time.perf_counter() - started)
         return response
 

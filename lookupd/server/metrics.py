@@ -72,7 +72,10 @@ BATCH_BUCKETS = (1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
 RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # Label values: lookupd.Status names, and the proto's Verdict/Reason names without prefix.
-_STATUS_NAMES: tuple[str, ...] = tuple(member.name.lower() for member in Status)
+_STATUS_NAMES: dict[int, str] = {int(member): member.name.lower() for member in Status}
+# A run of OK status bytes as long as the default --max-batch and more: a batch that is all
+# OK is a prefix of it.
+_ALL_OK_BYTES = bytes([Status.OK]) * (1 << 17)
 _VERDICT_NAMES: dict[int, str] = {
     number: name.removeprefix("VERDICT_").lower() for name, number in pb.Verdict.items()
 }
@@ -199,9 +202,12 @@ class _RpcSeries:
         self.batch: Histogram | None = None
         if rpc in _BATCH_RPCS or everything:
             self.batch = metrics.batch_size.labels(rpc)
-        self.addresses: list[Counter] | None = None
+        self.addresses: dict[int, Counter] | None = None
         if rpc in _ADDRESS_RPCS or everything:
-            self.addresses = [metrics.addresses.labels(rpc, name) for name in _STATUS_NAMES]
+            self.addresses = {
+                number: metrics.addresses.labels(rpc, name)
+                for number, name in _STATUS_NAMES.items()
+            }
 
 
 class Metrics:
@@ -344,8 +350,8 @@ class Metrics:
 
         Args:
             rpc: the RPC's name (``Lookup``, ``LookupPacked``, ``StreamLookup``).
-            status: the ``lookupd.Status`` number of each address (``LookupResult.status``;
-                not the proto's numbers, which are one higher).
+            status: the ``lookupd.Status`` number of each address (``LookupResult.status``,
+                or the packed answer's status bytes: the numbers are the same).
             seconds: time taken to answer.
         """
         series = self._series(rpc)
@@ -359,16 +365,17 @@ class Metrics:
         series.duration.observe(seconds)
         size = status.shape[0]
         batch.observe(size)
-        # The usual batch is all OK: count_nonzero (0.3 us; 4 us for 100,000) settles it
-        # without bincount, which widens to intp (0.7 us; 140 us for 100,000).
-        if not np.count_nonzero(status):
+        # The usual batch is all OK: a bytes prefix test (memcmp: 0.2 us; 5 us for 100,000)
+        # settles it without bincount, which widens to intp (0.7 us; 140 us for 100,000).
+        if _ALL_OK_BYTES.startswith(status.tobytes()):
             if size:
                 known[Status.OK].inc(size)
             return
         counts = np.bincount(status)
         for number in np.flatnonzero(counts).tolist():
-            if number < len(known):
-                known[number].inc(int(counts[number]))
+            child = known.get(number)
+            if child is not None:
+                child.inc(int(counts[number]))
             else:  # not a Status number: counted under the number, never dropped
                 self.addresses.labels(rpc, str(number)).inc(int(counts[number]))
 
