@@ -824,6 +824,7 @@ def test_readme_python_example(embedded_db: Database) -> None:
     result = db.lookup(["1.1.1.1", "2a00:1450::1", "not an ip", "10.0.0.1"])
     assert result.countries() == ["AU", "IE", None, None]
     assert result.status.tolist() == [1, 1, 2, 4]  # 10.0.0.1: Status.RESERVED
+    assert repr(result.status) == "StatusArray([OK, OK, INVALID_ADDRESS, RESERVED])"
     assert db.lookup(np.array([16843009], dtype=np.uint32)).countries() == ["AU"]
     assert db.lookup_lines(b"1.1.1.1\n8.8.8.8\n").countries() == ["AU", "US"]
 
