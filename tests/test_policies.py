@@ -7,6 +7,7 @@ checks the vectorised evaluation on random policies and addresses.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import ipaddress
 import textwrap
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from reference import ReferenceRanges
 
 import lookupd
+import lookupd.policies
 from lookupd import Database, LookupResult
 from lookupd.codes import Reason, Verdict
 from lookupd.core import reserved
@@ -912,6 +914,35 @@ def test_example_file_reads_the_same_with_plain_safe_load() -> None:
     listed = document["policies"]["api-supported"]["allow_countries"]
     assert False in listed  # YAML 1.1 reads NO as false: why lookupd's loader differs
     assert len(listed) == len(countries()) - len(_EXCLUDED)
+
+
+# ---------------------------------------------------------------------------------------
+# The package's modules.
+
+
+def _imported_roots(module: Path) -> set[str]:
+    """Return the top-level packages ``module`` imports, at run time or for types."""
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_only_the_loading_module_imports_yaml() -> None:
+    package = Path(lookupd.policies.__file__).parent
+    importers = {m.stem for m in package.glob("*.py") if "yaml" in _imported_roots(m)}
+    assert importers == {"loading"}
+
+
+def test_the_package_exports_what_it_imports() -> None:
+    exported = set(lookupd.policies.__all__)
+    assert {"Verdict", "Reason", "PolicySet", "CompiledPolicies", "load_policies"} <= exported
+    assert all(hasattr(lookupd.policies, name) for name in exported)
+    assert lookupd.policies.Verdict is Verdict
+    assert lookupd.policies.Reason is Reason
 
 
 # ---------------------------------------------------------------------------------------
