@@ -1,30 +1,54 @@
-"""lookupd.client against a real in-process server on 127.0.0.1, and `lookupd lookup --server`."""
+"""lookupd.client against a real in-process server on 127.0.0.1, and `lookupd lookup --server`.
+
+The two clients' signatures are compared in tests/test_client_parity.py; the pure parts
+(packing, chunking, results) need no server there either.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import io
 import ipaddress
+import itertools
 import json
+import os
 import threading
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
+from versions import write_data, write_policies
 
 import lookupd
 from lookupd import Database, Status
 from lookupd.cli import main
-from lookupd.client import Answers, AsyncClient, Client, ServerError, _channel_options
+from lookupd.client import (
+    Answers,
+    AsyncClient,
+    Client,
+    DataVersion,
+    Info,
+    ReloadResult,
+    ServerError,
+)
+from lookupd.client.channel import channel_options
 from lookupd.codes import Reason, ReasonArray, StatusArray, Verdict, VerdictArray
+from lookupd.core import _search
 from lookupd.policies import PolicySet, example_policies_path, load_policies
+from lookupd.server.admin import AdminConfig
 from lookupd.server.answers import Answerer
-from lookupd.server.app import LookupServer, ServerConfig
+from lookupd.server.app import DEFAULT_MAX_MESSAGE_BYTES, LookupServer, ServerConfig
+from lookupd.server.reload import Loader
 from lookupd.v1 import lookup_pb2 as pb
+from lookupd.v1 import lookup_pb2_grpc
+from lookupd.version import __version__
 
 _TIMEOUT_S = 20.0
 _SEED = 8821
@@ -247,6 +271,54 @@ def test_info(client: Client, answerer: Answerer) -> None:
     assert info.max_batch == 100_000
 
 
+def _assert_carries(value: Any, message: Any) -> None:
+    """Assert that a typed result has every field of its protobuf message, equal."""
+    names = [field.name for field in message.DESCRIPTOR.fields]
+    assert [field.name for field in dataclasses.fields(value)] == names
+    for name in names:
+        got, sent = getattr(value, name), getattr(message, name)
+        if hasattr(sent, "DESCRIPTOR"):
+            _assert_carries(got, sent)
+        elif isinstance(sent, (str, bytes, bool, int)):
+            assert got == sent, name
+        else:  # a repeated field of messages
+            assert isinstance(got, tuple)
+            assert len(got) == len(sent), name
+            for item, sent_item in zip(got, sent, strict=True):
+                _assert_carries(item, sent_item)
+
+
+def test_info_is_typed_and_carries_every_field(
+    client: Client, target: str, answerer: Answerer, db: Database
+) -> None:
+    info = client.info()
+    assert isinstance(info, Info)
+    assert info.data_version == DataVersion(answerer.version.id, answerer.version.built_at)
+    assert info.data_source == db.info.source
+    sources = db.info.metadata.get("sources", [])
+    assert [source.name for source in info.sources] == [s["name"] for s in sources]
+    assert info.counts.ipv4_segments == len(db.v4)
+    assert info.counts.ipv6_segments == len(db.v6)
+    assert info.counts.labels == len(db.label_names) - 1
+    assert info.has_subdivisions == db.has_subdivisions
+    assert answerer.policy_set is not None
+    assert info.policy_names == tuple(sorted(answerer.policy_set.policies))
+    assert [p.name for p in info.policies] == list(info.policy_names)
+    assert info.policy_version == answerer.policy_set.version
+    assert info.server_version == __version__
+    assert info.search_core == _search.CORE
+    assert info.max_batch == 100_000
+    assert info.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    assert info.process_id == os.getpid()  # the server runs in this process
+    assert info.loaded_at == answerer.loaded_at
+    with grpc.insecure_channel(target) as channel:
+        stub: Any = lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
+        raw = stub.GetInfo(pb.GetInfoRequest(), timeout=_TIMEOUT_S)
+    _assert_carries(info, raw)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.max_batch = 1  # type: ignore[misc]
+
+
 def test_stream(client: Client, db: Database) -> None:
     v4 = np.array([16843009, 167772161], dtype=np.uint32)
     v6 = np.array([[0x2001_4860_4860_0000, 0x8888]], dtype=np.uint64)
@@ -289,6 +361,238 @@ def test_wait_until_serving(db: Database) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# reload: the admin RPC, against a server answering from files, with an admin token
+
+_TOKEN = "admin-token-for-client-tests-0123"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AdminServed:
+    target: str
+    data: Path
+    policies: Path
+
+
+@pytest.fixture
+def admin_served(tmp_path: Path) -> Iterator[_AdminServed]:
+    """A server with admin by token, answering from data and policy files (version 0)."""
+    data, policies, token = (tmp_path / n for n in ("data.lookupd", "policies.yaml", "token"))
+    write_data(data, 0)
+    write_policies(policies, 0)
+    token.write_text(f"{_TOKEN}\n")
+    token.chmod(0o600)
+    admin = AdminConfig(token_file=token).loaded()
+    config = ServerConfig(host="127.0.0.1", port=0, admin=admin, watch_interval_s=0)
+    loader: Loader | None = None
+
+    def reload(trigger: str) -> Any:
+        assert loader is not None
+        return loader.reload(trigger)
+
+    server = LookupServer(config, reload=reload)
+    loader = Loader(data, policies, publish=server.load)
+    server.start()
+    try:
+        loader.load()
+        yield _AdminServed(f"127.0.0.1:{server.port}", data, policies)
+    finally:
+        server.stop(0, drain_s=0)
+
+
+def test_reload_is_typed(admin_served: _AdminServed) -> None:
+    with Client(admin_served.target, timeout_s=_TIMEOUT_S) as client:
+        same = client.reload(token=_TOKEN)
+        assert isinstance(same, ReloadResult)
+        info = client.info()
+        assert same == ReloadResult(info.data_version, info.policy_version, False, False)
+        data_id = write_data(admin_served.data, 1)
+        policy_version = write_policies(admin_served.policies, 1)
+        changed = client.reload(token=_TOKEN)
+        assert changed.data_version.id == data_id
+        assert changed.data_version == client.info().data_version
+        assert changed.policy_version == policy_version
+        assert (changed.data_changed, changed.policies_changed) == (True, True)
+        with grpc.insecure_channel(admin_served.target) as channel:
+            admin: Any = lookup_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
+            raw = admin.Reload(
+                pb.ReloadRequest(),
+                timeout=_TIMEOUT_S,
+                metadata=(("authorization", f"Bearer {_TOKEN}"),),
+            )
+        _assert_carries(client.reload(token=_TOKEN), raw)
+        with pytest.raises(ServerError) as caught:
+            client.reload(token="wrong-token-of-sixteen-chars")
+        assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_async_reload_and_info(admin_served: _AdminServed) -> None:
+    async def run() -> None:
+        async with AsyncClient(admin_served.target, timeout_s=_TIMEOUT_S) as client:
+            await client.wait_until_serving(_TIMEOUT_S)
+            info = await client.info()
+            assert isinstance(info, Info)
+            same = await client.reload(token=_TOKEN)
+            assert same == ReloadResult(info.data_version, info.policy_version, False, False)
+            policy_version = write_policies(admin_served.policies, 2)
+            changed = await client.reload(token=_TOKEN)
+            assert changed.policy_version == policy_version
+            assert (changed.data_changed, changed.policies_changed) == (False, True)
+            assert (await client.info()).policy_version == policy_version
+            with pytest.raises(ServerError) as caught:
+                await client.reload()
+            assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+    asyncio.run(asyncio.wait_for(run(), _TIMEOUT_S))
+
+
+def test_async_wait_until_serving(db: Database) -> None:
+    server = LookupServer(ServerConfig(host="127.0.0.1", port=0)).start()
+
+    async def run() -> None:
+        async with AsyncClient(f"127.0.0.1:{server.port}", timeout_s=_TIMEOUT_S) as client:
+            with pytest.raises(ServerError) as caught:
+                await client.wait_until_serving(timeout_s=0.1)
+            assert caught.value.code.name == "DEADLINE_EXCEEDED"
+            loader.start()
+            await client.wait_until_serving(timeout_s=_TIMEOUT_S)
+            assert (await client.lookup(["1.1.1.1"])).countries.tolist() == ["AU"]
+
+    loader = threading.Timer(0.2, server.load, args=(Answerer.load(db),))
+    try:
+        asyncio.run(asyncio.wait_for(run(), 2 * _TIMEOUT_S))
+    finally:
+        loader.cancel()
+        server.stop(0)
+
+
+# ---------------------------------------------------------------------------------------
+# stream: sending as it goes, and the same limits and errors in both clients
+
+_V4_BATCH = np.array([16843009, 167772161], dtype=np.uint32)
+
+
+class _Recorder:
+    """A bounded input that records how far it was read, and before reading its second
+    batch waits (bounded) until the first answer has arrived."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+        self.read = 0
+        self.first_answer = threading.Event()
+        self.waited: list[bool] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(self.batches):
+            if index == 1:
+                self.waited.append(self.first_answer.wait(_TIMEOUT_S))
+            self.read = index + 1
+            yield _V4_BATCH
+
+    def answered(self, index: int) -> int:
+        """Note answer ``index`` arrived; return how many batches had been read by then."""
+        read = self.read
+        if index == 0:
+            self.first_answer.set()
+        return read
+
+
+def test_stream_sends_as_it_goes(client: Client, db: Database) -> None:
+    recorder = _Recorder(8)
+    read_at = [recorder.answered(i) for i, _ in enumerate(client.stream(recorder))]
+    assert read_at[0] == 1  # the first answer came before the second batch was read
+    assert recorder.waited == [True]
+    assert len(read_at) == recorder.batches
+    # An endless input: the answers come while it is read; stopping ends the stream.
+    with contextlib.closing(client.stream(itertools.repeat(_V4_BATCH))) as endless:
+        for answers in itertools.islice(endless, 5):
+            _assert_agrees(answers, db, _V4_BATCH)
+
+
+def test_async_stream_sends_as_it_goes(target: str, db: Database) -> None:
+    async def run() -> None:
+        async with AsyncClient(target, timeout_s=_TIMEOUT_S) as client:
+            recorder = _Recorder(8)
+            read_at: list[int] = []
+            async for answers in client.stream(recorder):
+                read_at.append(recorder.answered(len(read_at)))
+                _assert_agrees(answers, db, _V4_BATCH)
+            assert read_at[0] == 1
+            assert recorder.waited == [True]
+            assert len(read_at) == recorder.batches
+            endless = client.stream(itertools.repeat(_V4_BATCH))
+            async with contextlib.aclosing(endless):
+                for _ in range(5):
+                    _assert_agrees(await anext(endless), db, _V4_BATCH)
+
+    asyncio.run(asyncio.wait_for(run(), 2 * _TIMEOUT_S))
+
+
+_BAD_STREAM_BATCHES: list[tuple[Any, type[Exception], str]] = [
+    (np.arange(4, dtype=np.uint32), ValueError, "over chunk_size"),
+    (["1.1.1.1", "::1", "bad", "10.0.0.1"], ValueError, "over chunk_size"),
+    (np.zeros(2), TypeError, "float64"),
+    ("1.1.1.1", TypeError, "not one str"),
+    (b"\x01\x01\x01\x01", ValueError, "version=4"),
+]
+
+
+def _sync_stream_error(target: str, batches: list[Any]) -> tuple[int, Exception]:
+    """Stream ``batches`` with a chunk_size of 3; return the answers before the error, and it."""
+    answered = 0
+    with Client(target, timeout_s=_TIMEOUT_S, chunk_size=3) as client:
+        try:
+            for _ in client.stream(batches):
+                answered += 1
+        except (ValueError, TypeError) as exc:
+            return answered, exc
+    raise AssertionError("no error")
+
+
+def _async_stream_error(target: str, batches: list[Any]) -> tuple[int, Exception]:
+    async def run() -> tuple[int, Exception]:
+        answered = 0
+        async with AsyncClient(target, timeout_s=_TIMEOUT_S, chunk_size=3) as client:
+            try:
+                async for _ in client.stream(batches):
+                    answered += 1
+            except (ValueError, TypeError) as exc:
+                return answered, exc
+        raise AssertionError("no error")
+
+    return asyncio.run(asyncio.wait_for(run(), _TIMEOUT_S))
+
+
+@pytest.mark.parametrize(("bad", "error", "match"), _BAD_STREAM_BATCHES)
+def test_stream_limits_are_the_same_in_both_clients(
+    target: str, bad: Any, error: type[Exception], match: str
+) -> None:
+    # A bad first batch is refused before anything is sent: even to no server at all.
+    for stream_error in (_sync_stream_error, _async_stream_error):
+        answered, exc = stream_error("127.0.0.1:1", [bad, _V4_BATCH])
+        assert (answered, type(exc)) == (0, error)
+        assert match in str(exc)
+    assert str(_sync_stream_error("127.0.0.1:1", [bad])[1]) == str(
+        _async_stream_error("127.0.0.1:1", [bad])[1]
+    )
+    # A later one ends the stream: the batches before it are answered, then it raises.
+    batches = [_V4_BATCH, ["1.1.1.1"], bad, _V4_BATCH]
+    sync, aio = _sync_stream_error(target, batches), _async_stream_error(target, batches)
+    assert (sync[0], type(sync[1]), str(sync[1])) == (2, error, str(aio[1]))
+    assert (aio[0], type(aio[1])) == (2, error)
+
+
+def test_stream_of_nothing_opens_no_stream() -> None:
+    with Client("127.0.0.1:1", timeout_s=_TIMEOUT_S) as client:
+        assert list(client.stream([])) == []
+
+    async def run() -> list[Answers]:
+        async with AsyncClient("127.0.0.1:1", timeout_s=_TIMEOUT_S) as client:
+            return [answers async for answers in client.stream(iter([]))]
+
+    assert asyncio.run(asyncio.wait_for(run(), _TIMEOUT_S)) == []
+
+
+# ---------------------------------------------------------------------------------------
 # Retries: the idempotent calls are retried on UNAVAILABLE (a server process going away)
 
 _LOOKUP_SERVICE = pb.DESCRIPTOR.services_by_name["LookupService"]
@@ -296,7 +600,7 @@ _IDEMPOTENT = {"Lookup", "LookupPacked", "CheckRegion", "GetInfo"}
 
 
 def test_retry_service_config_names_the_idempotent_calls() -> None:
-    options = dict(_channel_options(1))
+    options = dict(channel_options(1))
     assert options["grpc.enable_retries"] == 1
     config = json.loads(options["grpc.service_config"])
     (method_config,) = config["methodConfig"]
