@@ -1,12 +1,12 @@
 """What the gRPC server computes per call, in-process (no transport): the two fast paths.
 
 ``answer-packed``: a packed IPv4 batch answered by the search core in one pass
-(``Answerer.lookup_packed``, which calls ``answer_packed_v4``) against the numpy composition
+(``lookups.lookup_packed``, which calls ``answer_packed_v4``) against the numpy composition
 it replaced (``Database.lookup`` on the packed bytes, then the country-code and status
 gathers), for batches of 1,000 and 10,000 random public IPv4 addresses.
 
 ``answer-text``: a serialized ``LookupRequest`` of text addresses answered from its bytes
-(``Answerer.lookup_request_answer``: ``scan_fields``/``parse_fields``) against decoding it
+(``lookups.lookup_request_answer``: ``scan_fields``/``parse_fields``) against decoding it
 with protobuf first, as gRPC would (``LookupRequest.FromString``, then
 ``lookup_text_answer`` on its ``addresses``).
 
@@ -23,6 +23,7 @@ import pytest
 
 import lookupd
 from lookupd.server.answers import Answerer
+from lookupd.server.lookups import lookup_packed, lookup_request_answer, lookup_text_answer
 from lookupd.v1 import lookup_pb2 as pb
 
 BATCHES = (1_000, 10_000)
@@ -47,16 +48,16 @@ def composed_packed_v4(answerer: Answerer, packed: bytes) -> tuple[bytes, bytes]
 
 def decoded_text(answerer: Answerer, message: bytes) -> Any:
     """The text answer as gRPC's own deserializer would have it: decode, then answer."""
-    return answerer.lookup_text_answer(pb.LookupRequest.FromString(message).addresses)
+    return lookup_text_answer(answerer, pb.LookupRequest.FromString(message).addresses)
 
 
 @pytest.mark.benchmark(group="answer-packed")
 @pytest.mark.parametrize("batch", BATCHES)
 def test_answer_packed_v4(run_call: Any, answerer: Answerer, batch: int) -> None:
     packed = _public_v4(batch).astype(">u4").tobytes()
-    codes, _, status, _ = answerer.lookup_packed(packed, b"")
+    codes, _, status, _ = lookup_packed(answerer, packed, b"")
     assert (codes, status) == composed_packed_v4(answerer, packed)
-    run_call(answerer.lookup_packed, packed, b"", workload=f"ipv4 {batch:,}")
+    run_call(lookup_packed, answerer, packed, b"", workload=f"ipv4 {batch:,}")
 
 
 @pytest.mark.benchmark(group="answer-packed")
@@ -81,10 +82,10 @@ def _request(batch: int) -> bytes:
 @pytest.mark.parametrize("batch", BATCHES)
 def test_answer_request_bytes(run_call: Any, answerer: Answerer, batch: int) -> None:
     message = _request(batch)
-    answer = answerer.lookup_request_answer(message)
+    answer = lookup_request_answer(answerer, message)
     assert answer is not None
     assert answer[0] == decoded_text(answerer, message)[0]
-    run_call(answerer.lookup_request_answer, message, workload=f"text {batch:,}")
+    run_call(lookup_request_answer, answerer, message, workload=f"text {batch:,}")
 
 
 @pytest.mark.benchmark(group="answer-text")

@@ -16,10 +16,11 @@ import lookupd
 from lookupd.core import reserved
 from lookupd.core.database import Database
 from lookupd.server.answers import Answerer
+from lookupd.server.lookups import lookup_packed
 
 _DB = lookupd.open()
 _ANSWERER = Answerer.load(_DB)
-_CODES = _ANSWERER._codes_by_label
+_CODES = _ANSWERER.codes_by_label
 _PREFIXES = np.frombuffer(reserved.PREFIX_FLAGS_V4, dtype=np.uint8)
 # Ends of the space, whole reserved /8s and /16s, and the /16s only partly reserved
 # (192.0.0.0/24 and 192.0.2.0/24 in 192.0/16, 198.51.100.0/24, 203.0.113.0/24, 255.255.255.255).
@@ -103,7 +104,7 @@ def test_many_chunks_and_a_partial_lane(search_core: ModuleType) -> None:
 
 def test_the_service_answers_packed_ipv4_with_it() -> None:
     keys = np.array([*_EDGES, 0x0101_0101, 0x0808_0808], dtype=np.uint32)
-    v4_codes, _, v4_status, _ = _ANSWERER.lookup_packed(keys.astype(">u4").tobytes(), b"")
+    v4_codes, _, v4_status, _ = lookup_packed(_ANSWERER, keys.astype(">u4").tobytes(), b"")
     want_codes, want_status = _composed(_DB, keys)
     assert v4_codes == want_codes.tobytes()
     assert v4_status == want_status.tobytes()

@@ -1,4 +1,5 @@
-"""lookupd.server.metrics: exact values after known observations, scraped over HTTP on 127.0.0.1.
+"""lookupd.server.metrics, metrics_http and metrics_process: exact values after known
+observations, scraped over HTTP on 127.0.0.1.
 
 Multiprocess mode changes process-global state (an environment variable, prometheus_client's
 value class), so it is tested only in a child interpreter that forks workers of its own:
@@ -28,6 +29,7 @@ from lookupd.codes import Status
 from lookupd.datafiles.data_version import parse_built_at
 from lookupd.errors import LookupdError
 from lookupd.server import metrics as lm
+from lookupd.server import metrics_http, metrics_process
 
 _TIMEOUT_S = 10.0
 _SUBPROCESS_TIMEOUT_S = 120.0
@@ -42,10 +44,12 @@ def _all_ok(count: int) -> np.ndarray[tuple[int], np.dtype[np.uint8]]:
 @pytest.fixture(autouse=True)
 def _single_process_mode() -> Iterator[None]:
     """Every test starts and ends with this process in single-process mode."""
-    assert lm.MULTIPROC_ENV not in os.environ, "unset PROMETHEUS_MULTIPROC_DIR to run the tests"
+    assert metrics_process.MULTIPROC_ENV not in os.environ, (
+        "unset PROMETHEUS_MULTIPROC_DIR to run the tests"
+    )
     yield
-    assert lm.MULTIPROC_ENV not in os.environ
-    assert lm.multiprocess_directory() is None
+    assert metrics_process.MULTIPROC_ENV not in os.environ
+    assert metrics_process.multiprocess_directory() is None
     assert values.ValueClass is values.MutexValue
 
 
@@ -59,8 +63,8 @@ def metrics() -> lm.Metrics:
 
 
 @pytest.fixture
-def server(metrics: lm.Metrics) -> Iterator[lm.MetricsServer]:
-    with lm.serve_metrics("127.0.0.1", 0, metrics) as running:
+def server(metrics: lm.Metrics) -> Iterator[metrics_http.MetricsServer]:
+    with metrics_http.serve_metrics("127.0.0.1", 0, metrics) as running:
         yield running
 
 
@@ -98,7 +102,9 @@ def _has(samples: Samples, name: str, **labels: str) -> bool:
 # Single-process mode
 
 
-def test_lookup_counts_addresses_by_status(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_lookup_counts_addresses_by_status(
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
+) -> None:
     statuses = [Status.OK, Status.OK, Status.NOT_FOUND, Status.INVALID_ADDRESS, Status.RESERVED]
     metrics.observe_lookup("Lookup", np.array(statuses, dtype=np.uint8), 0.0002)
     metrics.observe_lookup("LookupPacked", _all_ok(2_000), 0.003)
@@ -124,7 +130,7 @@ def test_lookup_counts_addresses_by_status(metrics: lm.Metrics, server: lm.Metri
     assert _value(samples, "lookupd_batch_size_bucket", rpc="LookupPacked", le="3000.0") == 1
 
 
-def test_lookup_of_an_empty_batch(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_lookup_of_an_empty_batch(metrics: lm.Metrics, server: metrics_http.MetricsServer) -> None:
     metrics.observe_lookup("LookupPacked", _all_ok(0), 0.0001)
     samples = _scrape(server.port)
     assert _value(samples, "lookupd_requests_total", rpc="LookupPacked", code="OK") == 1
@@ -135,7 +141,7 @@ def test_lookup_of_an_empty_batch(metrics: lm.Metrics, server: lm.MetricsServer)
 
 
 def test_lookup_counts_numbers_that_are_no_status(
-    metrics: lm.Metrics, server: lm.MetricsServer
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
 ) -> None:
     # 0 is the proto's STATUS_UNSPECIFIED, never answered; 9 no status at all.
     metrics.observe_lookup("Lookup", np.array([0, Status.OK, 9, 9], dtype=np.uint8), 0.0001)
@@ -146,7 +152,7 @@ def test_lookup_counts_numbers_that_are_no_status(
 
 
 def test_lookup_of_an_all_ok_batch_past_the_default_limit(
-    metrics: lm.Metrics, server: lm.MetricsServer
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
 ) -> None:
     metrics.observe_lookup("LookupPacked", _all_ok(300_000), 0.01)
     metrics.observe_lookup("LookupPacked", _all_ok(10)[::2], 0.01)  # not contiguous
@@ -155,7 +161,7 @@ def test_lookup_of_an_all_ok_batch_past_the_default_limit(
 
 
 def test_check_counts_verdicts_by_policy_and_reason(
-    metrics: lm.Metrics, server: lm.MetricsServer
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
 ) -> None:
     # lookupd.v1 numbers: ALLOW 1, DENY 2; COUNTRY_ALLOWED 1, COUNTRY_DENIED 2, INVALID 8.
     metrics.observe_check("api-supported", [1, 1, 2, 2, 2], [1, 1, 2, 8, 8], 0.001)
@@ -180,7 +186,7 @@ def test_check_counts_verdicts_by_policy_and_reason(
 
 
 def test_check_names_every_proto_verdict_and_reason(
-    metrics: lm.Metrics, server: lm.MetricsServer
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
 ) -> None:
     from lookupd.v1 import lookup_pb2 as pb
 
@@ -201,7 +207,7 @@ def test_check_refuses_mismatched_arrays(metrics: lm.Metrics) -> None:
         metrics.observe_check("p", [1, 1], [1], 0.001)
 
 
-def test_failures_count_by_code(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_failures_count_by_code(metrics: lm.Metrics, server: metrics_http.MetricsServer) -> None:
     metrics.observe_failure("Lookup", "INVALID_ARGUMENT", 0.0001)
     metrics.observe_failure("Lookup", "INVALID_ARGUMENT", 0.0001)
     metrics.observe_failure("CheckRegion", "NOT_FOUND", 0.0001)
@@ -217,7 +223,7 @@ def test_failures_count_by_code(metrics: lm.Metrics, server: lm.MetricsServer) -
     assert _value(samples, "lookupd_batch_size_count", rpc="Lookup") == 1
 
 
-def test_calls_without_addresses(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_calls_without_addresses(metrics: lm.Metrics, server: metrics_http.MetricsServer) -> None:
     metrics.observe_call("GetInfo", 0.0001)
     metrics.observe_call("GetInfo", 0.0001)
     metrics.observe_call("Reload", 0.2)
@@ -233,7 +239,7 @@ def test_calls_without_addresses(metrics: lm.Metrics, server: lm.MetricsServer) 
     assert _value(samples, "lookupd_batch_size_sum", rpc="NewRpc") == 2
 
 
-def test_known_series_exist_before_any_call(server: lm.MetricsServer) -> None:
+def test_known_series_exist_before_any_call(server: metrics_http.MetricsServer) -> None:
     samples = _scrape(server.port)
     for rpc in ("Lookup", "LookupPacked", "StreamLookup", "CheckRegion", "GetInfo"):
         assert _value(samples, "lookupd_requests_total", rpc=rpc, code="OK") == 0
@@ -251,7 +257,7 @@ def test_known_series_exist_before_any_call(server: lm.MetricsServer) -> None:
 
 
 def test_set_data_flips_info_and_gives_the_age(
-    metrics: lm.Metrics, server: lm.MetricsServer
+    metrics: lm.Metrics, server: metrics_http.MetricsServer
 ) -> None:
     first_built = _NOW - 7200
     metrics.set_data("v1", first_built, "p1")
@@ -280,7 +286,7 @@ def test_set_data_flips_info_and_gives_the_age(
     assert info == {("v1", "p1"): 0, ("v2", "p1"): 0, ("v2", "p2"): 1}
 
 
-def test_unknown_build_time(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_unknown_build_time(metrics: lm.Metrics, server: metrics_http.MetricsServer) -> None:
     metrics.set_data("v1", _NOW - 60, "p1")
     metrics.set_data("v2", None, "p1")
     samples = _scrape(server.port)
@@ -289,7 +295,7 @@ def test_unknown_build_time(metrics: lm.Metrics, server: lm.MetricsServer) -> No
     assert _value(samples, "lookupd_data_info", version="v2", policy_version="p1") == 1
 
 
-def test_reloads_and_restarts(metrics: lm.Metrics, server: lm.MetricsServer) -> None:
+def test_reloads_and_restarts(metrics: lm.Metrics, server: metrics_http.MetricsServer) -> None:
     metrics.reload_finished(True, 0.2)
     metrics.reload_finished(True, 0.3)
     metrics.reload_finished(False, 40.0)
@@ -307,15 +313,15 @@ def test_reloads_and_restarts(metrics: lm.Metrics, server: lm.MetricsServer) -> 
 def test_two_servers_in_one_process_do_not_collide() -> None:
     first, second = lm.Metrics(), lm.Metrics()
     with (
-        lm.serve_metrics("127.0.0.1", 0, first) as one,
-        lm.serve_metrics("127.0.0.1", 0, second) as two,
+        metrics_http.serve_metrics("127.0.0.1", 0, first) as one,
+        metrics_http.serve_metrics("127.0.0.1", 0, second) as two,
     ):
         first.observe_lookup("Lookup", _all_ok(3), 0.001)
         assert _value(_scrape(one.port), "lookupd_addresses_total", rpc="Lookup", status="ok") == 3
         assert _value(_scrape(two.port), "lookupd_addresses_total", rpc="Lookup", status="ok") == 0
 
 
-def test_only_the_metrics_path(server: lm.MetricsServer) -> None:
+def test_only_the_metrics_path(server: metrics_http.MetricsServer) -> None:
     for path in ("/", "/metrics/", "/healthz"):
         with pytest.raises(urllib.error.HTTPError) as caught:
             _get(server.port, path)
@@ -325,14 +331,14 @@ def test_only_the_metrics_path(server: lm.MetricsServer) -> None:
     assert "lookupd_worker_restarts_total 0.0" in text
 
 
-def test_content_type_is_prometheus_text(server: lm.MetricsServer) -> None:
+def test_content_type_is_prometheus_text(server: metrics_http.MetricsServer) -> None:
     url = f"http://127.0.0.1:{server.port}/metrics"
     with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as answer:
         assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
 def test_serving_without_metrics() -> None:
-    with lm.serve_metrics("127.0.0.1", 0, None) as running:
+    with metrics_http.serve_metrics("127.0.0.1", 0, None) as running:
         assert _parse(_get(running.port)) == {}
 
 
@@ -343,31 +349,31 @@ def test_port_in_use_is_a_lookupd_error() -> None:
         holder.listen()
         port = holder.getsockname()[1]
         with pytest.raises(LookupdError, match=rf"cannot serve metrics on 127\.0\.0\.1:{port}: "):
-            lm.serve_metrics("127.0.0.1", port, None)
+            metrics_http.serve_metrics("127.0.0.1", port, None)
 
 
 def test_unresolvable_host_is_a_lookupd_error() -> None:
     with pytest.raises(LookupdError, match=r"cannot serve metrics on no such host\.invalid:0"):
-        lm.serve_metrics("no such host.invalid", 0, None)
+        metrics_http.serve_metrics("no such host.invalid", 0, None)
 
 
 def test_the_same_port_twice_with_reuseport(metrics: lm.Metrics) -> None:
-    with lm.serve_metrics("127.0.0.1", 0, metrics) as one:
-        with lm.serve_metrics("127.0.0.1", one.port, metrics) as two:
+    with metrics_http.serve_metrics("127.0.0.1", 0, metrics) as one:
+        with metrics_http.serve_metrics("127.0.0.1", one.port, metrics) as two:
             assert two.port == one.port
             assert "lookupd_requests_total" in _get(one.port)
         assert "lookupd_requests_total" in _get(one.port)
 
 
 def test_close_is_idempotent_and_frees_the_port(metrics: lm.Metrics) -> None:
-    running = lm.serve_metrics("127.0.0.1", 0, metrics)
+    running = metrics_http.serve_metrics("127.0.0.1", 0, metrics)
     port = running.port
     running.close()
     running.close()
     with pytest.raises(urllib.error.URLError):
         _get(port)
     # Bound again at once (SO_REUSEADDR).
-    with lm.serve_metrics("127.0.0.1", port, metrics) as again:
+    with metrics_http.serve_metrics("127.0.0.1", port, metrics) as again:
         assert again.port == port
 
 
@@ -386,14 +392,14 @@ def test_close_is_idempotent_and_frees_the_port(metrics: lm.Metrics) -> None:
 def test_hosts_read_as_the_grpc_side_reads_them(host: str, expected: list[tuple[int, str]]) -> None:
     if not socket.has_ipv6:
         expected = [pair for pair in expected if pair[0] != socket.AF_INET6]
-    got = [(family, address[0]) for family, address in lm._bind_candidates(host, 9)]
+    got = [(family, address[0]) for family, address in metrics_http._bind_candidates(host, 9)]
     assert got == expected
-    assert all(address[1] == 9 for _, address in lm._bind_candidates(host, 9))
+    assert all(address[1] == 9 for _, address in metrics_http._bind_candidates(host, 9))
 
 
 def test_ipv6_loopback(metrics: lm.Metrics) -> None:
     try:
-        running = lm.serve_metrics("[::1]", 0, metrics)
+        running = metrics_http.serve_metrics("[::1]", 0, metrics)
     except LookupdError:
         pytest.skip("no IPv6 loopback here")
     with (
@@ -423,20 +429,20 @@ def test_parse_built_at(text: str, expected: float | None) -> None:
 
 
 def test_mark_process_dead_is_a_no_op_in_single_process_mode() -> None:
-    lm.mark_process_dead(os.getpid())
+    metrics_process.mark_process_dead(os.getpid())
 
 
 def test_enable_multiprocess_refusals_change_nothing(tmp_path: Path) -> None:
     with pytest.raises(LookupdError, match="does not exist"):
-        lm.enable_multiprocess(tmp_path / "missing")
+        metrics_process.enable_multiprocess(tmp_path / "missing")
     stale = tmp_path / "stale"
     stale.mkdir()
     (stale / "counter_123.db").write_bytes(b"")
     with pytest.raises(LookupdError, match=r"metrics files of an earlier run \(counter_123\.db\)"):
-        lm.enable_multiprocess(stale)
+        metrics_process.enable_multiprocess(stale)
     lm.Metrics()  # this process has a Metrics in memory now: too late to switch
     with pytest.raises(LookupdError, match=r"before any Metrics\(\) is created"):
-        lm.enable_multiprocess(tmp_path)
+        metrics_process.enable_multiprocess(tmp_path)
     # (the autouse fixture checks that nothing changed)
 
 
@@ -446,7 +452,7 @@ def test_enable_multiprocess_refusals_change_nothing(tmp_path: Path) -> None:
 
 def _run_python(code: str, *args: str) -> str:
     """Run ``code`` in a fresh interpreter that imports this lookupd; return its stdout."""
-    env = {key: value for key, value in os.environ.items() if key != lm.MULTIPROC_ENV}
+    env = {key: value for key, value in os.environ.items() if key != metrics_process.MULTIPROC_ENV}
     package_root = str(Path(lookupd.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     # No BLAS thread pool: the child forks, and forking a threaded process is deprecated.
@@ -470,10 +476,11 @@ _WORKERS_SCRIPT = r"""
 import json, os, sys, time, traceback, urllib.request
 import numpy as np
 from lookupd.server import metrics as lm
+from lookupd.server import metrics_http, metrics_process
 
 directory = sys.argv[1]
-lm.enable_multiprocess(directory)
-lm.enable_multiprocess(directory)  # again, the same: nothing happens
+metrics_process.enable_multiprocess(directory)
+metrics_process.enable_multiprocess(directory)  # again, the same: nothing happens
 now = 1_800_000_000.0  # every process's clock: the data ages come out exact
 supervisor = lm.Metrics(clock=lambda: now)
 supervisor.worker_restarted()
@@ -492,7 +499,7 @@ def scrape(port):
 def worker(index, port, up, go):
     # Worker 0 keeps the Metrics it inherited; worker 1 makes its own.
     metrics = supervisor if index == 0 else lm.Metrics(clock=lambda: now)
-    server = lm.serve_metrics("127.0.0.1", port, metrics)
+    server = metrics_http.serve_metrics("127.0.0.1", port, metrics)
     statuses, verdicts, reasons, version, built_at = WORK[index]
     metrics.observe_lookup("Lookup", np.array(statuses, dtype=np.uint8), 0.001)
     metrics.observe_check("api-supported", verdicts, reasons, 0.002)
@@ -544,10 +551,10 @@ for go in (go0, go1):
 out["exit"] = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in (pid0, pid1)]
 # The supervisor scrapes once the workers are gone: their counters stay, their live gauges
 # stay too until mark_process_dead.
-with lm.serve_metrics("127.0.0.1", port, supervisor) as server:
+with metrics_http.serve_metrics("127.0.0.1", port, supervisor) as server:
     out["exited"] = scrape(server.port)
-    lm.mark_process_dead(pid0)
-    lm.mark_process_dead(pid1)
+    metrics_process.mark_process_dead(pid0)
+    metrics_process.mark_process_dead(pid1)
     out["dead"] = scrape(server.port)
 out["files"] = sorted(name.split("_")[0] for name in os.listdir(directory))
 print(json.dumps(out))
@@ -647,14 +654,15 @@ def test_workers_files(workers_run: dict[str, object]) -> None:
 _GUARDS_SCRIPT = r"""
 import os, sys
 from lookupd.server import metrics as lm
+from lookupd.server import metrics_http, metrics_process
 from lookupd.errors import LookupdError
 
 first, second = sys.argv[1:3]
-lm.enable_multiprocess(first)
+metrics_process.enable_multiprocess(first)
 assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == os.path.abspath(first)
-assert lm.multiprocess_directory() == os.path.abspath(first)
+assert metrics_process.multiprocess_directory() == os.path.abspath(first)
 try:
-    lm.enable_multiprocess(second)
+    metrics_process.enable_multiprocess(second)
 except LookupdError as exc:
     print("second directory:", exc)
 kept = lm.Metrics()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import numpy as np
@@ -29,17 +29,22 @@ from lookupd.policies import (
     load_policies,
     parse_policies,
 )
-from lookupd.server.answers import (
-    CHUNK_ADDRESSES,
-    Answerer,
+from lookupd.server.answers import Answerer, _country_tables
+from lookupd.server.app import LookupServer, ServerConfig
+from lookupd.server.batches import CHUNK_ADDRESSES, packed_count
+from lookupd.server.checks import check
+from lookupd.server.errors import (
     BadRequestError,
     CallAbandonedError,
+    RequestError,
     UnknownPolicyError,
-    packed_count,
 )
-from lookupd.server.app import SERVICE_NAME, LookupServer, ServerConfig
+from lookupd.server.lookups import lookup_packed, lookup_request_answer, lookup_text_answer
+from lookupd.server.metrics import Metrics
+from lookupd.server.servicer import LookupServicer, status_of
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
+from lookupd.wire import LOOKUP_SERVICE
 
 _TIMEOUT_S = 20.0
 _SEED = 4404
@@ -467,16 +472,16 @@ def test_health_check_and_watch_follow_loading_and_stopping(answerer: Answerer) 
     serving = health_pb2.HealthCheckResponse.SERVING
     stopper = threading.Thread(target=started.server.stop, args=(2.0,))
     try:
-        for service in ("", SERVICE_NAME):
+        for service in ("", LOOKUP_SERVICE):
             request = health_pb2.HealthCheckRequest(service=service)
             assert health.Check(request, timeout=_TIMEOUT_S).status == not_serving
         watch = health.Watch(
-            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=_TIMEOUT_S
+            health_pb2.HealthCheckRequest(service=LOOKUP_SERVICE), timeout=_TIMEOUT_S
         )
         assert next(watch).status == not_serving
         started.server.load(answerer)
         assert next(watch).status == serving
-        for service in ("", SERVICE_NAME):
+        for service in ("", LOOKUP_SERVICE):
             request = health_pb2.HealthCheckRequest(service=service)
             assert health.Check(request, timeout=_TIMEOUT_S).status == serving
         stopper.start()
@@ -507,7 +512,7 @@ def test_reflection_lists_the_services(running: _Running) -> None:
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }
-    by_symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE_NAME)
+    by_symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol=LOOKUP_SERVICE)
     (response,) = list(reflect.ServerReflectionInfo(iter([by_symbol]), timeout=_TIMEOUT_S))
     assert response.file_descriptor_response.file_descriptor_proto
 
@@ -624,26 +629,28 @@ def test_answerer_refuses_over_the_limit(db: Database) -> None:
     small = Answerer.load(db, max_batch=2)
     small.check_batch(2)
     with pytest.raises(BadRequestError, match="batch of 3 addresses is over the limit of 2"):
-        small.lookup_text(["1.1.1.1"] * 3)
+        lookup_text_answer(small, ["1.1.1.1"] * 3)
     with pytest.raises(UnknownPolicyError, match="none loaded"):
-        small.check("x", ["1.1.1.1"])
+        check(small, "x", ["1.1.1.1"])
 
 
 def test_answerer_stops_between_chunks_when_the_caller_is_gone(answerer: Answerer) -> None:
     big = [_OK_V4] * (CHUNK_ADDRESSES + 1)
     with pytest.raises(CallAbandonedError):
-        answerer.lookup_text(big, keep_going=lambda: False)
+        lookup_text_answer(answerer, big, keep_going=lambda: False)
     with pytest.raises(CallAbandonedError):
-        answerer.lookup_packed(_packed_v4(big), b"", keep_going=lambda: False)
-    countries, status, _ = answerer.lookup_text(big, keep_going=lambda: True)
-    assert countries == ["AU"] * len(big)
-    assert set(status) == {pb.STATUS_OK}
+        lookup_packed(answerer, _packed_v4(big), b"", keep_going=lambda: False)
+    encoded, status = lookup_text_answer(answerer, big, keep_going=lambda: True)
+    response = pb.LookupResponse.FromString(encoded)
+    assert list(response.countries) == ["AU"] * len(big)
+    assert set(response.status) == {pb.STATUS_OK}
+    assert list(response.status) == status.tolist()
 
 
 def test_chunked_packed_answers_equal_one_piece(answerer: Answerer) -> None:
     v4 = np.arange(0, 1 << 32, (1 << 32) // (3 * CHUNK_ADDRESSES + 5), dtype=np.uint64)
     data = v4.astype(">u4").tobytes()
-    codes, _, status, _ = answerer.lookup_packed(data, b"")
+    codes, _, status, _ = lookup_packed(answerer, data, b"")
     expected = answerer.db.lookup(data, version=4)
     assert codes == answerer.codes[expected.labels].tobytes()
     assert status == expected.status.tobytes()
@@ -661,21 +668,19 @@ def test_data_version_equals_a_snapshot_of_the_same_tables(db: Database, tmp_pat
 
 
 def test_odd_labels_get_a_documented_packed_code() -> None:
-    from lookupd.server.answers import _country_tables
-
     codes, texts = _country_tables(["", "US", "UA-43", "EUR", "É1"])
     assert codes.tolist() == [b"--", b"US", b"UA", b"??", b"??"]
     assert texts == ["", "US", "UA", "EUR", "É1"]
 
 
 def _message_answer(answerer: Answerer, addresses: list[str], subs: bool) -> pb.LookupResponse:
-    """The text answer built as a protobuf message from :meth:`Answerer.lookup_text`."""
-    countries, status, subdivisions = answerer.lookup_text(addresses, subdivisions=subs)
+    """The text answer built as a protobuf message from ``Database.lookup``'s answers."""
+    result = answerer.db.lookup(addresses) if addresses else None
     return pb.LookupResponse(
-        countries=countries,
-        status=status,  # type: ignore[arg-type]
+        countries=[country or "" for country in result.countries()] if result else [],
+        status=result.status.tolist() if result else [],
         data_version=answerer.version_message(),
-        subdivisions=subdivisions,
+        subdivisions=[sub or "" for sub in result.subdivisions()] if result and subs else [],
     )
 
 
@@ -692,7 +697,8 @@ def test_encoded_text_answer_equals_the_message(
     batches += [[item] for item in _MIXED] + [[_OK_V4, item] for item in _MIXED]
     batches.append((addresses * 2)[: CHUNK_ADDRESSES + 7])
     for batch in batches:
-        encoded = answerer.lookup_text_encoded(batch, subdivisions=subs)
+        encoded, status = lookup_text_answer(answerer, batch, subdivisions=subs)
+        assert list(pb.LookupResponse.FromString(encoded).status) == status.tolist()
         assert pb.LookupResponse.FromString(encoded) == _message_answer(answerer, batch, subs)
 
 
@@ -702,7 +708,7 @@ def test_encoded_text_answer_with_odd_and_subdivision_labels() -> None:
         batch = ["1.0.0.1", "1.0.1.1", "1.0.2.1", "1.0.3.1", "1.0.4.1", "x", "9.9.9.9"]
         for subs in (False, True):
             for part in (batch, batch[:1], batch[1:3], batch[2:3], batch[3:4]):
-                encoded = answerer.lookup_text_encoded(part, subdivisions=subs)
+                encoded, _ = lookup_text_answer(answerer, part, subdivisions=subs)
                 assert pb.LookupResponse.FromString(encoded) == _message_answer(
                     answerer, part, subs
                 )
@@ -720,9 +726,9 @@ def _subdivision_db_tables(names: list[str]) -> tuple[RangeTable, RangeTable, li
 def test_encoded_text_answer_stops_between_chunks(answerer: Answerer) -> None:
     big = [_OK_V4] * (CHUNK_ADDRESSES + 1)
     with pytest.raises(CallAbandonedError):
-        answerer.lookup_text_encoded(big, keep_going=lambda: False)
+        lookup_text_answer(answerer, big, keep_going=lambda: False)
     with pytest.raises(BadRequestError):
-        Answerer.load(answerer.db, max_batch=2).lookup_text_encoded([_OK_V4] * 3)
+        lookup_text_answer(Answerer.load(answerer.db, max_batch=2), [_OK_V4] * 3)
 
 
 # ---------------------------------------------------------------------------------------
@@ -738,7 +744,7 @@ def test_stop_ends_an_open_health_watch_without_waiting_for_the_grace(
     started = _start(answerer, ServerConfig(host="127.0.0.1", port=0))
     health: Any = health_pb2_grpc.HealthStub(started.channel)
     try:
-        watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10.0)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=LOOKUP_SERVICE), timeout=10.0)
         assert next(watch).status == _SERVING
         started.server.stop(grace_s=5.0)
         # The watcher is told NOT_SERVING, then its stream ends with an OK status: ended by
@@ -755,7 +761,7 @@ def test_stop_ends_an_open_health_watch_without_waiting_for_the_grace(
 def test_drain_keeps_answering_while_health_says_not_serving(answerer: Answerer) -> None:
     started = _start(answerer, ServerConfig(host="127.0.0.1", port=0))
     health: Any = health_pb2_grpc.HealthStub(started.channel)
-    check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+    check = health_pb2.HealthCheckRequest(service=LOOKUP_SERVICE)
     request = pb.LookupRequest(addresses=[_OK_V4])
     stopper = threading.Thread(target=started.server.stop, args=(5.0,), kwargs={"drain_s": 0.5})
     try:
@@ -859,7 +865,7 @@ def test_a_large_text_request_is_answered_from_its_bytes(
     ]
     request = pb.LookupRequest(addresses=batch)
     # The servicer read these bytes in place: the same answer as decoding them first.
-    assert answerer.lookup_request_answer(request.SerializeToString()) is not None
+    assert lookup_request_answer(answerer, request.SerializeToString()) is not None
     response = stub.Lookup(request, timeout=_TIMEOUT_S)
     want = db.lookup(batch)
     assert list(response.countries) == [country or "" for country in want.countries()]
@@ -871,7 +877,7 @@ def test_a_large_request_with_subdivisions_is_decoded_as_usual(
     stub: Any, answerer: Answerer
 ) -> None:
     request = pb.LookupRequest(addresses=[_OK_V4] * 50, include_subdivisions=True)
-    assert answerer.lookup_request_answer(request.SerializeToString()) is None
+    assert lookup_request_answer(answerer, request.SerializeToString()) is None
     response = stub.Lookup(request, timeout=_TIMEOUT_S)
     assert list(response.countries) == ["AU"] * 50
     assert list(response.subdivisions) == [""] * 50
@@ -883,3 +889,108 @@ def test_a_malformed_request_is_invalid_argument(running: _Running) -> None:
         call(b"\x0a\x05abc", timeout=_TIMEOUT_S)  # a length past the end
     assert _code_of(caught) == grpc.StatusCode.INVALID_ARGUMENT
     assert "malformed LookupRequest" in _details_of(caught)
+
+
+# ---------------------------------------------------------------------------------------
+# The servicer's frame: statuses for errors, metrics for every call
+
+
+class _Aborted(Exception):
+    """What :class:`_Context` raises on abort, as grpc's own context does."""
+
+
+class _Context:
+    """A ``grpc.ServicerContext`` stand-in, to call the servicer without a transport."""
+
+    def __init__(self) -> None:
+        self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    def is_active(self) -> bool:
+        return True
+
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        self.aborted = (code, details)
+        raise _Aborted
+
+
+def _context() -> Any:
+    """A fresh :class:`_Context`, as the servicer's methods take it."""
+    return _Context()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (BadRequestError("too many"), grpc.StatusCode.INVALID_ARGUMENT),
+        (UnknownPolicyError("no policy named 'x'"), grpc.StatusCode.NOT_FOUND),
+        (CallAbandonedError("the caller stopped waiting"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (RequestError("some other refusal"), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_each_refusal_has_its_status(error: RequestError, code: grpc.StatusCode) -> None:
+    assert status_of(error) == (code, str(error))
+
+
+def test_an_unexpected_error_is_internal_with_a_short_detail() -> None:
+    # Never UNKNOWN, and the message (a path, a value) stays in the server's log.
+    assert status_of(ValueError("/secret/path")) == (
+        grpc.StatusCode.INTERNAL,
+        "internal error: ValueError",
+    )
+
+
+def test_a_failing_rpc_ends_internal_over_grpc(stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(answerer: Answerer, *, max_message_bytes: int) -> pb.GetInfoResponse:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("lookupd.server.servicer.info", broken)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetInfo(pb.GetInfoRequest(), timeout=_TIMEOUT_S)
+    assert _code_of(caught) == grpc.StatusCode.INTERNAL
+    assert _details_of(caught) == "internal error: RuntimeError"
+
+
+def test_the_frame_counts_answers_and_failures(answerer: Answerer) -> None:
+    metrics = Metrics()
+    servicer = LookupServicer(max_message_bytes=1 << 20, metrics=metrics)
+    context: Any = _Context()
+    with pytest.raises(_Aborted):
+        servicer.LookupPacked(pb.PackedLookupRequest(), context)
+    assert context.aborted == (grpc.StatusCode.UNAVAILABLE, "data not loaded yet")
+    servicer.load(answerer)
+    packed = pb.PackedLookupRequest(ipv4=_packed_v4([_OK_V4, "10.0.0.1"]))
+    assert servicer.LookupPacked(packed, _context()).ipv4_countries == b"AU--"
+    assert list(servicer.Lookup(pb.LookupRequest(addresses=[_OK_V4]), _context()).countries) == [
+        "AU"
+    ]
+    streamed = servicer.StreamLookup(iter([packed, packed]), _context())
+    assert [r.ipv4_countries for r in streamed] == [b"AU--", b"AU--"]
+    assert answerer.policies is not None
+    name = sorted(answerer.policies.names)[0]
+    checked = servicer.CheckRegion(pb.CheckRegionRequest(policy=name, addresses=["x"]), _context())
+    assert list(checked.reasons) == [pb.REASON_INVALID]
+    context = _Context()
+    with pytest.raises(_Aborted):
+        servicer.CheckRegion(pb.CheckRegionRequest(policy="nope"), context)
+    assert context.aborted is not None
+    assert context.aborted[0] == grpc.StatusCode.NOT_FOUND
+    assert servicer.GetInfo(pb.GetInfoRequest(), _context()).max_message_bytes == 1 << 20
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    requests = "lookupd_requests_total"
+    assert sample(requests, rpc="LookupPacked", code="UNAVAILABLE") == 1
+    assert sample(requests, rpc="LookupPacked", code="OK") == 1
+    assert sample(requests, rpc="Lookup", code="OK") == 1
+    assert sample(requests, rpc="StreamLookup", code="OK") == 2
+    assert sample(requests, rpc="CheckRegion", code="OK") == 1
+    assert sample(requests, rpc="CheckRegion", code="NOT_FOUND") == 1
+    assert sample(requests, rpc="GetInfo", code="OK") == 1
+    addresses = "lookupd_addresses_total"
+    assert sample(addresses, rpc="LookupPacked", status="ok") == 1
+    assert sample(addresses, rpc="LookupPacked", status="reserved") == 1
+    assert sample(addresses, rpc="StreamLookup", status="reserved") == 2
+    assert sample(addresses, rpc="Lookup", status="ok") == 1
+    assert sample("lookupd_batch_size_count", rpc="CheckRegion") == 1
+    assert sample("lookupd_request_duration_seconds_count", rpc="LookupPacked") == 2

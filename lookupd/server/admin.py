@@ -22,11 +22,9 @@ from lookupd.server.logs import log_event
 from lookupd.server.reload import ReloadOutcome
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
-from lookupd.wire import ADMIN_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
-ADMIN_SERVICE_NAME = ADMIN_SERVICE
 _DISABLED = (
     "admin RPCs are off on this server: start it with --admin-token-file or --admin-mtls "
     "to enable them"

@@ -1,4 +1,4 @@
-"""Serve lookups over gRPC: a servicer adapting :mod:`lookupd.server.answers`, and ``serve()``."""
+"""Run the gRPC server: its configuration, :class:`LookupServer`, and ``serve()`` with signals."""
 
 from __future__ import annotations
 
@@ -7,42 +7,37 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
-from google.protobuf.message import DecodeError
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE
 from grpc_reflection.v1alpha import reflection
 
 from lookupd.errors import LookupdError
-from lookupd.server.admin import ADMIN_SERVICE_NAME, AdminConfig, AdminServicer
-from lookupd.server.answers import (
-    DEFAULT_MAX_BATCH,
-    Answerer,
-    BadRequestError,
-    CallAbandonedError,
-    RequestError,
-    UnknownPolicyError,
-)
+from lookupd.server.admin import AdminConfig, AdminServicer
+from lookupd.server.answers import Answerer
+from lookupd.server.batches import DEFAULT_MAX_BATCH
+from lookupd.server.bind import bind_hosts, host_port
+from lookupd.server.health import HealthServicer
 from lookupd.server.logs import log_event
-from lookupd.server.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded
-from lookupd.v1 import lookup_pb2 as pb
+from lookupd.server.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded, ReloadOutcome
+from lookupd.server.servicer import LookupServicer, add_lookup_service
 from lookupd.v1 import lookup_pb2_grpc
-from lookupd.wire import HEALTH_SERVICE_NAMES, LOOKUP_SERVICE
+from lookupd.wire import ADMIN_SERVICE, HEALTH_SERVICE_NAMES, LOOKUP_SERVICE
 
 if TYPE_CHECKING:
     from lookupd.server.metrics import Metrics
+    from lookupd.server.metrics_http import MetricsServer
     from lookupd.server.tls import ServerTLS
 
 _LOGGER = logging.getLogger(__name__)
 
-SERVICE_NAME = LOOKUP_SERVICE
 DEFAULT_HOST = "[::]"
 DEFAULT_PORT = 50051
 # A sync server with a small pool: on this kind of machine an echo server spent 110-125 us
@@ -90,245 +85,6 @@ class ServerConfig:
     since otherwise a second server on a busy port would start silently."""
 
 
-class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
-    """The ``lookupd.v1.LookupService`` servicer: a thin shell over :class:`Answerer`.
-
-    Until :meth:`load` is called every call fails with UNAVAILABLE (health says
-    NOT_SERVING meanwhile). Each call reads the answerer once, so it answers entirely from
-    one data version even if another is loaded during the call.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self._answerer: Answerer | None = None
-        self._max_message_bytes = max_message_bytes
-        self._metrics = metrics
-
-    def load(self, answerer: Answerer) -> None:
-        """Answer from ``answerer`` from now on (one assignment: atomic for callers)."""
-        self._answerer = answerer
-
-    def _current(self, context: grpc.ServicerContext, rpc: str, started: float) -> Answerer:
-        answerer = self._answerer
-        if answerer is None:
-            self._fail(context, rpc, started, grpc.StatusCode.UNAVAILABLE, "data not loaded yet")
-        return answerer
-
-    def Lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext) -> pb.LookupResponse:
-        """Answer a batch of text addresses."""
-        return pb.LookupResponse.FromString(self.lookup_encoded(request, context))
-
-    def lookup_encoded(
-        self, request: pb.LookupRequest | bytes, context: grpc.ServicerContext
-    ) -> bytes:
-        """Answer a batch of text addresses with the serialized response.
-
-        What the server registers for ``Lookup``, with pass-through (de)serializers: a
-        large request is read straight from its bytes (:meth:`Answerer.
-        lookup_request_answer`), others are decoded; the answer is encoded from per-label
-        tables, not built as a message (see :meth:`Answerer.lookup_text_encoded`).
-        """
-        started = time.perf_counter()
-        answerer = self._current(context, "Lookup", started)
-        try:
-            answer = None
-            if isinstance(request, bytes):
-                answer = answerer.lookup_request_answer(request, keep_going=context.is_active)
-                if answer is None:
-                    request = _decode_lookup_request(request)
-            if answer is None:
-                assert not isinstance(request, bytes)  # decoded just above
-                answer = answerer.lookup_text_answer(
-                    request.addresses,
-                    subdivisions=request.include_subdivisions,
-                    keep_going=context.is_active,
-                )
-            encoded, status = answer
-        except Exception as exc:  # every failure ends the call with a status
-            self._abort(context, "Lookup", started, exc)
-        if self._metrics is not None:
-            self._metrics.observe_lookup("Lookup", status, time.perf_counter() - started)
-        return encoded
-
-    def LookupPacked(
-        self, request: pb.PackedLookupRequest, context: grpc.ServicerContext
-    ) -> pb.PackedLookupResponse:
-        """Answer a batch of packed addresses."""
-        started = time.perf_counter()
-        answerer = self._current(context, "LookupPacked", started)
-        return self._packed(answerer, request, context, "LookupPacked", started)
-
-    def StreamLookup(
-        self, request_iterator: Iterator[pb.PackedLookupRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.PackedLookupResponse]:
-        """Answer each packed batch of a stream, in order (each from the data current when
-        it arrives)."""
-        for request in request_iterator:
-            started = time.perf_counter()
-            answerer = self._current(context, "StreamLookup", started)
-            yield self._packed(answerer, request, context, "StreamLookup", started)
-
-    def _packed(
-        self,
-        answerer: Answerer,
-        request: pb.PackedLookupRequest,
-        context: grpc.ServicerContext,
-        rpc: str,
-        started: float,
-    ) -> pb.PackedLookupResponse:
-        try:
-            v4_codes, v6_codes, v4_status, v6_status = answerer.lookup_packed(
-                request.ipv4, request.ipv6, keep_going=context.is_active
-            )
-        except Exception as exc:  # every failure ends the call with a status
-            self._abort(context, rpc, started, exc)
-        response = pb.PackedLookupResponse(
-            ipv4_countries=v4_codes,
-            ipv6_countries=v6_codes,
-            ipv4_status=v4_status,
-            ipv6_status=v6_status,
-            data_version=answerer.version_message(),
-            tag=request.tag,
-        )
-        if self._metrics is not None:
-            status = np.frombuffer(v4_status + v6_status, dtype=np.uint8)
-            self._metrics.observe_lookup(rpc, status, time.perf_counter() - started)
-        return response
-
-    def CheckRegion(
-        self, request: pb.CheckRegionRequest, context: grpc.ServicerContext
-    ) -> pb.CheckRegionResponse:
-        """Check a batch of addresses against a named policy."""
-        started = time.perf_counter()
-        answerer = self._current(context, "CheckRegion", started)
-        try:
-            verdicts, reasons, countries = answerer.check(
-                request.policy, request.addresses, request.ipv4, request.ipv6
-            )
-        except Exception as exc:  # every failure ends the call with a status
-            self._abort(context, "CheckRegion", started, exc)
-        response = pb.CheckRegionResponse(
-            verdicts=verdicts.tolist(),
-            reasons=reasons.tolist(),
-            countries=countries,
-            data_version=answerer.version_message(),
-            policy_version=answerer.policy_set.version if answerer.policy_set else "",
-        )
-        if self._metrics is not None:
-            seconds = time.perf_counter() - started
-            self._metrics.observe_check(request.policy, verdicts, reasons, seconds)
-        return response
-
-    def GetInfo(
-        self, request: pb.GetInfoRequest, context: grpc.ServicerContext
-    ) -> pb.GetInfoResponse:
-        """Describe the data, policies, limits and versions."""
-        started = time.perf_counter()
-        answerer = self._current(context, "GetInfo", started)
-        try:
-            response = answerer.info(max_message_bytes=self._max_message_bytes)
-        except Exception as exc:  # every failure ends the call with a status
-            self._abort(context, "GetInfo", started, exc)
-        if self._metrics is not None:
-            self._metrics.observe_call("GetInfo", time.perf_counter() - started)
-        return response
-
-    def _abort(
-        self, context: grpc.ServicerContext, rpc: str, started: float, exc: Exception
-    ) -> NoReturn:
-        """End the call with the status ``exc`` stands for; unexpected errors are INTERNAL."""
-        if isinstance(exc, RequestError):
-            code = _CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
-            self._fail(context, rpc, started, code, str(exc))
-        _LOGGER.exception("internal error answering a call")
-        message = f"internal error: {type(exc).__name__}"
-        self._fail(context, rpc, started, grpc.StatusCode.INTERNAL, message)
-
-    def _fail(
-        self,
-        context: grpc.ServicerContext,
-        rpc: str,
-        started: float,
-        code: grpc.StatusCode,
-        message: str,
-    ) -> NoReturn:
-        if self._metrics is not None:
-            self._metrics.observe_failure(rpc, code.name, time.perf_counter() - started)
-        context.abort(code, message)
-
-
-def _decode_lookup_request(message: bytes) -> pb.LookupRequest:
-    try:
-        return pb.LookupRequest.FromString(message)
-    except DecodeError as exc:
-        msg = f"malformed LookupRequest: {exc}"
-        raise BadRequestError(msg) from exc
-
-
-_CODES: dict[type[RequestError], grpc.StatusCode] = {
-    BadRequestError: grpc.StatusCode.INVALID_ARGUMENT,
-    UnknownPolicyError: grpc.StatusCode.NOT_FOUND,
-    CallAbandonedError: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-
-class _HealthServicer(health.HealthServicer):
-    """grpc's health servicer, whose open ``Watch`` streams can be ended on stop.
-
-    Load balancers keep a ``Watch`` open for as long as a server lives; left open, it would
-    hold ``server.stop(grace)`` for the whole grace. After telling watchers NOT_SERVING,
-    :meth:`end_watches` closes their streams (OK status), as a stopping server should.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(experimental_non_blocking=True)
-        self._watch_callbacks: list[_SendOnce] = []
-        self._watch_lock = threading.Lock()
-
-    def Watch(  # grpc passes send_response_callback in non-blocking mode
-        self,
-        request: health_pb2.HealthCheckRequest,
-        context: grpc.ServicerContext,
-        send_response_callback: Callable[[Any], None] | None = None,
-    ) -> Any:
-        if send_response_callback is None:  # a server without non-blocking handlers
-            return super().Watch(request, context)
-        once = _SendOnce(send_response_callback)
-        with self._watch_lock:
-            self._watch_callbacks = [c for c in self._watch_callbacks if not c.ended]
-            self._watch_callbacks.append(once)
-        return super().Watch(request, context, once)
-
-    def end_watches(self) -> None:
-        """End every open ``Watch`` stream (they have been told NOT_SERVING first)."""
-        with self._watch_lock:
-            callbacks, self._watch_callbacks = self._watch_callbacks, []
-        for callback in callbacks:
-            callback(None)
-
-
-class _SendOnce:
-    """A Watch's send-response callback that ignores everything after the end (None):
-    grpc's own close callback calls it again once the stream has ended."""
-
-    def __init__(self, send: Callable[[Any], None]) -> None:
-        self._send = send
-        self._lock = threading.Lock()
-        self.ended = False
-
-    def __call__(self, response: Any) -> None:
-        with self._lock:
-            if self.ended:
-                return
-            if response is None:
-                self.ended = True
-            self._send(response)
-
-
 class LookupServer:
     """A gRPC server with the lookup, admin, health and reflection services.
 
@@ -370,17 +126,17 @@ class LookupServer:
         self.servicer = LookupServicer(
             max_message_bytes=self.config.max_message_bytes, metrics=metrics
         )
-        _add_lookup_service(self.servicer, self._server, self._stream_pool)
+        add_lookup_service(self.servicer, self._server, self._stream_pool)
         self.admin = AdminServicer(self.config.admin.loaded(), reload, notify_others)
         lookup_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.admin, self._server
         )
-        self.health = _HealthServicer()
+        self.health = HealthServicer()
         for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            (LOOKUP_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
             self._server,
         )
         if self.config.admin.token_file is not None and self.config.tls is None:
@@ -436,68 +192,15 @@ class LookupServer:
         self.stop(0, drain_s=0)
 
 
-def _pass_through(data: bytes) -> bytes:
-    return data
-
-
-# grpc's handler factory for each (client streams, server streams) shape of an RPC.
-_HANDLER_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
-
-
-def _add_lookup_service(
-    servicer: LookupServicer, server: grpc.Server, stream_pool: futures.ThreadPoolExecutor
-) -> None:
-    """Register the servicer as protoc's ``add_LookupServiceServicer_to_server`` would, but
-    with ``Lookup`` answered by :meth:`LookupServicer.lookup_encoded` (already serialized)
-    and client-streaming RPCs run in ``stream_pool``.
-
-    The handlers are derived from the proto's service descriptor, so a new RPC needs no
-    change here, only its servicer method.
-    """
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in pb.DESCRIPTOR.services_by_name["LookupService"].methods:
-        request_type = getattr(pb, method.input_type.name)
-        response_type = getattr(pb, method.output_type.name)
-        encoded = method.name == "Lookup"
-        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
-        behaviour = servicer.lookup_encoded if encoded else getattr(servicer, method.name)
-        if method.client_streaming:
-            behaviour = _in_pool(behaviour, stream_pool)
-        handlers[method.name] = factory(
-            behaviour,
-            request_deserializer=_pass_through if encoded else request_type.FromString,
-            response_serializer=_pass_through if encoded else response_type.SerializeToString,
-        )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
-
-
-def _in_pool(behaviour: Callable[..., Any], pool: futures.ThreadPoolExecutor) -> Callable[..., Any]:
-    """``behaviour``, run by grpc in ``pool`` rather than the server's own pool."""
-
-    def run(request_iterator: Any, context: grpc.ServicerContext) -> Any:
-        return behaviour(request_iterator, context)
-
-    run.experimental_thread_pool = pool  # type: ignore[attr-defined]  # read by grpc
-    return run
-
-
 def _bind(
     server: grpc.Server, host: str, port: int, credentials: grpc.ServerCredentials | None
 ) -> tuple[str, int]:
-    """Bind ``host:port`` (with TLS if ``credentials``); ``[::]`` falls back to 0.0.0.0
-    where IPv6 is unavailable."""
-    hosts = [host, "0.0.0.0"] if host in ("[::]", "::") else [host]
+    """Bind ``host:port`` (with TLS if ``credentials``), trying :func:`bind_hosts` in turn;
+    return the address bound and its port."""
     problem = ""
-    for candidate in hosts:
-        name = f"[{candidate}]" if ":" in candidate and not candidate.startswith("[") else candidate
+    for candidate in bind_hosts(host):
+        address = host_port(candidate, port)
         try:
-            address = f"{name}:{port}"
             bound = (
                 server.add_secure_port(address, credentials)
                 if credentials is not None
@@ -507,7 +210,7 @@ def _bind(
             problem = str(exc)
             continue
         if bound:
-            return f"{name}:{bound}", bound
+            return host_port(candidate, bound), bound
     msg = f"cannot listen on {host}:{port}" + (f": {problem}" if problem else "")
     raise LookupdError(msg)
 
@@ -547,37 +250,15 @@ def serve(
     """
     config = config or ServerConfig()
     stop = stop_event or threading.Event()
-    metrics = None
-    metrics_server = None
-    if metrics_address is not None:
-        from lookupd.server.metrics import Metrics, serve_metrics
-
-        metrics = Metrics()
-        metrics_server = serve_metrics(*metrics_address, metrics)
-    loader: Loader | None = None
-
-    def reload(trigger: str) -> Any:
-        if loader is None or loader.current is None:
-            return None
-        return loader.reload(trigger)
-
+    metrics, metrics_server = _start_metrics(metrics_address)
+    reload = _LateReload()
     restore = _handle_signals(stop, lambda: reload("signal"))
     try:
+        # 1-2. Build the server and add the servicers; 3-4. bind and start.
         server = LookupServer(config, metrics=metrics, reload=reload, notify_others=notify_others)
         server.start()
-        log_event(
-            _LOGGER,
-            logging.INFO,
-            "start",
-            f"listening on {server.address}",
-            address=server.address,
-            tls="mtls" if config.tls and config.tls.client_ca else "tls" if config.tls else "off",
-            admin="on" if config.admin.enabled else "off",
-            metrics=f"{metrics_address[0]}:{metrics_server.port}"
-            if metrics_address and metrics_server
-            else "off",
-        )
-        loader = Loader(
+        _log_start(server, metrics_address, metrics_server)
+        reload.loader = loader = Loader(
             db_path,
             policies_path,
             publish=server.load,
@@ -585,35 +266,104 @@ def serve(
             metrics=metrics,
             preloaded=preloaded,
         )
-        try:
-            loader.load()
-        except BaseException:
-            server.stop(0, drain_s=0)
-            raise
-        loader.refresh()
-        if config.watch_interval_s > 0:
-            loader.watch(config.watch_interval_s, stop)
-        if port_file is not None:
-            write_port_file(Path(port_file), server.port)
-        if on_serving is not None:
-            on_serving()
-        log_event(_LOGGER, logging.INFO, "serving", "serving", address=server.address)
-        # 5. Wait. Event.wait is interrupted by signals, whose handlers set the event.
-        stop.wait()
-        log_event(
-            _LOGGER,
-            logging.INFO,
-            "stop",
-            f"stopping: NOT_SERVING, {config.drain_s:g} s drain, {config.grace_s:g} s grace",
-            drain_s=config.drain_s,
-            grace_s=config.grace_s,
-        )
-        server.stop()
-        log_event(_LOGGER, logging.INFO, "stopped", "stopped")
+        _load(server, loader, stop)
+        _announce(server, port_file, on_serving)
+        _wait_then_stop(server, stop)
     finally:
         restore()
         if metrics_server is not None:
             metrics_server.close()
+
+
+class _LateReload:
+    """What the admin ``Reload`` RPC and SIGHUP call: the loader's reload once it has loaded
+    the data; nothing before (None)."""
+
+    loader: Loader | None = None
+
+    def __call__(self, trigger: str) -> ReloadOutcome | None:
+        loader = self.loader
+        if loader is None or loader.current is None:
+            return None
+        return loader.reload(trigger)
+
+
+def _start_metrics(
+    address: tuple[str, int] | None,
+) -> tuple[Metrics | None, MetricsServer | None]:
+    """This process's metrics and their HTTP endpoint on ``address``; none without one."""
+    if address is None:
+        return None, None
+    # prometheus_client is imported only by servers that serve metrics.
+    from lookupd.server.metrics import Metrics
+    from lookupd.server.metrics_http import serve_metrics
+
+    metrics = Metrics()
+    return metrics, serve_metrics(*address, metrics)
+
+
+def _log_start(
+    server: LookupServer,
+    metrics_address: tuple[str, int] | None,
+    metrics_server: MetricsServer | None,
+) -> None:
+    config = server.config
+    tls = config.tls
+    log_event(
+        _LOGGER,
+        logging.INFO,
+        "start",
+        f"listening on {server.address}",
+        address=server.address,
+        tls="mtls" if tls and tls.client_ca else "tls" if tls else "off",
+        admin="on" if config.admin.enabled else "off",
+        metrics=f"{metrics_address[0]}:{metrics_server.port}"
+        if metrics_address and metrics_server
+        else "off",
+    )
+
+
+def _load(server: LookupServer, loader: Loader, stop: threading.Event) -> None:
+    """Load the data and the policies (the server stops if they cannot be), catch up with
+    files changed since a preload, and watch the files until ``stop``."""
+    try:
+        loader.load()
+    except BaseException:
+        server.stop(0, drain_s=0)
+        raise
+    loader.refresh()
+    if server.config.watch_interval_s > 0:
+        loader.watch(server.config.watch_interval_s, stop)
+
+
+def _announce(
+    server: LookupServer,
+    port_file: str | os.PathLike[str] | None,
+    on_serving: Callable[[], None] | None,
+) -> None:
+    """Say that the server answers: in the port file, to ``on_serving``, in the log."""
+    if port_file is not None:
+        write_port_file(Path(port_file), server.port)
+    if on_serving is not None:
+        on_serving()
+    log_event(_LOGGER, logging.INFO, "serving", "serving", address=server.address)
+
+
+def _wait_then_stop(server: LookupServer, stop: threading.Event) -> None:
+    """5. Wait until ``stop`` is set, then stop the server gracefully."""
+    # Event.wait is interrupted by signals, whose handlers set the event.
+    stop.wait()
+    config = server.config
+    log_event(
+        _LOGGER,
+        logging.INFO,
+        "stop",
+        f"stopping: NOT_SERVING, {config.drain_s:g} s drain, {config.grace_s:g} s grace",
+        drain_s=config.drain_s,
+        grace_s=config.grace_s,
+    )
+    server.stop()
+    log_event(_LOGGER, logging.INFO, "stopped", "stopped")
 
 
 def _handle_signals(stop: threading.Event, reload: Callable[[], object]) -> Callable[[], None]:

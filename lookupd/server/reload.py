@@ -29,7 +29,8 @@ from lookupd.core.database import Database
 from lookupd.datafiles.open import open_database
 from lookupd.errors import LookupdError
 from lookupd.policies import PolicySet, example_policies_path, load_policies
-from lookupd.server.answers import DEFAULT_MAX_BATCH, Answerer
+from lookupd.server.answers import Answerer
+from lookupd.server.batches import DEFAULT_MAX_BATCH
 from lookupd.server.logs import log_event
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ class Loader:
             ipv6_segments=len(db.v6),
             labels=len(db.label_names) - 1,
             policy_file=str(self.policies_path),
-            policy_version=_policy_version(answerer),
+            policy_version=answerer.policy_version,
             policies=",".join(sorted(policies.policies)) if policies is not None else "",
             search_core=_search.CORE,
             parse_core=_parse.CORE,
@@ -207,53 +208,63 @@ class Loader:
             if old is None:
                 msg = "reload() before load()"
                 raise RuntimeError(msg)
-            states = self._states()
-            data = not only_changed or states[0] != self._read_states[0]
-            policies = not only_changed or states[1] != self._read_states[1]
-            self._read_states = states
+            data, policies = self._to_read(only_changed=only_changed)
             started = time.perf_counter()
             try:
                 answerer = self._build(old, data=data, policies=policies)
             except Exception as exc:  # a bad file must never stop the server
-                seconds = time.perf_counter() - started
-                error = (
-                    str(exc) if isinstance(exc, LookupdError) else f"{type(exc).__name__}: {exc}"
-                )
-                log_event(
-                    _LOGGER,
-                    logging.ERROR,
-                    "reload",
-                    f"reload failed, still serving data {old.version.id[:12]}: {error}",
-                    result="failure",
-                    trigger=trigger,
-                    error=error,
-                    data_version=old.version.id,
-                    policy_version=_policy_version(old),
-                    seconds=round(seconds, 4),
-                )
-                self._record(old, ok=False, seconds=seconds)
-                return ReloadOutcome(False, old, error=error, seconds=seconds)
+                return self._failed(old, trigger, exc, time.perf_counter() - started)
             self._current = answerer
         self._publish(answerer)
-        seconds = time.perf_counter() - started
+        return self._reloaded(old, answerer, trigger, time.perf_counter() - started)
+
+    def _to_read(self, *, only_changed: bool) -> tuple[bool, bool]:
+        """Which of the data and the policy file to read; note their states as read."""
+        states = self._states()
+        data = not only_changed or states[0] != self._read_states[0]
+        policies = not only_changed or states[1] != self._read_states[1]
+        self._read_states = states
+        return data, policies
+
+    def _failed(self, old: Answerer, trigger: str, exc: Exception, seconds: float) -> ReloadOutcome:
+        """Log and count a failed reload; ``old`` keeps serving."""
+        error = str(exc) if isinstance(exc, LookupdError) else f"{type(exc).__name__}: {exc}"
+        log_event(
+            _LOGGER,
+            logging.ERROR,
+            "reload",
+            f"reload failed, still serving data {old.version.id[:12]}: {error}",
+            result="failure",
+            trigger=trigger,
+            error=error,
+            data_version=old.version.id,
+            policy_version=old.policy_version,
+            seconds=round(seconds, 4),
+        )
+        self._record(old, ok=False, seconds=seconds)
+        return ReloadOutcome(False, old, error=error, seconds=seconds)
+
+    def _reloaded(
+        self, old: Answerer, answerer: Answerer, trigger: str, seconds: float
+    ) -> ReloadOutcome:
+        """Log and count a good reload, ``answerer`` now serving in place of ``old``."""
         outcome = ReloadOutcome(
             True,
             answerer,
             data_changed=answerer.version.id != old.version.id,
-            policies_changed=_policy_version(answerer) != _policy_version(old),
+            policies_changed=answerer.policy_version != old.policy_version,
             seconds=seconds,
         )
+        changed = outcome.data_changed or outcome.policies_changed
         log_event(
             _LOGGER,
             logging.INFO,
             "reload",
-            "reloaded"
-            if outcome.data_changed or outcome.policies_changed
-            else "reloaded, unchanged",
+            "reloaded" if changed else "reloaded, unchanged",
             result="success",
             trigger=trigger,
             data_version=answerer.version.id,
-            policy_version=_policy_version(answerer),
+            policy_version=answerer.policy_version,
             data_changed=outcome.data_changed,
             policies_changed=outcome.policies_changed,
             seconds=round(seconds, 4),
@@ -323,7 +334,7 @@ class Loader:
             from lookupd.datafiles.data_version import parse_built_at
 
             built_at = parse_built_at(answerer.version.built_at)
-            self._metrics.set_data(answerer.version.id, built_at, _policy_version(answerer))
+            self._metrics.set_data(answerer.version.id, built_at, answerer.policy_version)
 
     def _log_policy_warnings(self, answerer: Answerer) -> None:
         """Log the policies' warnings when they differ from the last ones logged."""
@@ -332,7 +343,3 @@ class Loader:
             for warning in warnings:
                 log_event(_LOGGER, logging.WARNING, "policy_warning", f"policies: {warning}")
         self._warnings = warnings
-
-
-def _policy_version(answerer: Answerer) -> str:
-    return answerer.policy_set.version if answerer.policy_set is not None else ""

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from lookupd.errors import LookupdError
 from lookupd.server.app import ServerConfig, serve, write_port_file
+from lookupd.server.bind import ALL_IPV6, bind_hosts, family_of
 from lookupd.server.logs import LogFormat, configure, log_event
 from lookupd.server.reload import Preloaded, preload
 
@@ -100,16 +101,17 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     Raises:
         LookupdError: the address cannot be bound.
     """
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    candidates = ["::", "0.0.0.0"] if bare in ("::", "") else [bare]
     problem = ""
-    for candidate in candidates:
-        family = socket.AF_INET6 if ":" in candidate else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    for candidate in bind_hosts(host):
+        try:
+            sock = socket.socket(family_of(candidate), socket.SOCK_STREAM)
+        except OSError as exc:  # no IPv6 here: the next candidate is 0.0.0.0
+            problem = str(exc)
+            continue
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6 and candidate == "::":
+            if candidate == ALL_IPV6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((candidate, port))
         except OSError as exc:
@@ -184,7 +186,7 @@ class Supervisor:
             reserved.append(grpc_socket)
             self.config = replace(self.config, port=port, reuse_port=True)
             if settings.metrics_port is not None:
-                from lookupd.server import metrics
+                from lookupd.server import metrics, metrics_process
 
                 metrics_socket, metrics_port = reserve_port(
                     settings.metrics_host, settings.metrics_port
@@ -193,7 +195,7 @@ class Supervisor:
                 self._metrics_address = (settings.metrics_host, metrics_port)
                 directory = Path(self._runtime) / "metrics"
                 directory.mkdir()
-                metrics.enable_multiprocess(directory)
+                metrics_process.enable_multiprocess(directory)
                 self._metrics = metrics.Metrics()
             # Loaded before forking: the workers share these pages, a bad file stops the
             # start with its error once, and a restarted worker starts from them.
@@ -309,7 +311,7 @@ class Supervisor:
                 continue
             worker.pid = 0
             if self._metrics is not None:
-                from lookupd.server.metrics import mark_process_dead
+                from lookupd.server.metrics_process import mark_process_dead
 
                 mark_process_dead(pid)
             code = os.waitstatus_to_exitcode(status)
