@@ -31,7 +31,7 @@ from lookupd.policies import (
 )
 from lookupd.server.answers import Answerer, _country_tables
 from lookupd.server.app import LookupServer, ServerConfig
-from lookupd.server.batches import CHUNK_ADDRESSES, packed_count
+from lookupd.server.batches import CHUNK_ADDRESSES, check_batch, packed_count
 from lookupd.server.checks import check
 from lookupd.server.errors import (
     BadRequestError,
@@ -627,7 +627,7 @@ def test_packed_count() -> None:
 
 def test_answerer_refuses_over_the_limit(db: Database) -> None:
     small = Answerer.load(db, max_batch=2)
-    small.check_batch(2)
+    check_batch(2, small.max_batch)
     with pytest.raises(BadRequestError, match="batch of 3 addresses is over the limit of 2"):
         lookup_text_answer(small, ["1.1.1.1"] * 3)
     with pytest.raises(UnknownPolicyError, match="none loaded"):

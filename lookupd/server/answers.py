@@ -19,7 +19,7 @@ import numpy.typing as npt
 from lookupd.core.database import Database
 from lookupd.core.labels import split_label
 from lookupd.datafiles.data_version import DataVersion, data_version_of
-from lookupd.server.batches import DEFAULT_MAX_BATCH, check_batch
+from lookupd.server.batches import DEFAULT_MAX_BATCH
 from lookupd.server.encoding import TextFields
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.wire import NO_COUNTRY_CODE, ODD_COUNTRY_CODE
@@ -96,14 +96,6 @@ class Answerer:
         policies = policy_set.compile(db) if policy_set is not None else None
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         return cls(db, data_version_of(db), policies, policy_set, max_batch, now)
-
-    def check_batch(self, count: int) -> None:
-        """Refuse a request of more than ``max_batch`` addresses.
-
-        Raises:
-            BadRequestError: with the limit in the message.
-        """
-        check_batch(count, self.max_batch)
 
     def version_message(self) -> pb.DataVersion:
         """Return the data version as its proto message."""

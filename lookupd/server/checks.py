@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from lookupd.core.database import LookupResult
 from lookupd.server.answers import Answerer
-from lookupd.server.batches import packed_count
+from lookupd.server.batches import check_batch, packed_count
 from lookupd.server.errors import UnknownPolicyError
 from lookupd.v1 import lookup_pb2 as pb
 
@@ -66,7 +66,7 @@ def check(
         UnknownPolicyError: no policy of that name (the message lists the known ones).
         BadRequestError: malformed packed input or a batch over the limit.
     """
-    answerer.check_batch(len(addresses) + packed_count(ipv4, ipv6))
+    check_batch(len(addresses) + packed_count(ipv4, ipv6), answerer.max_batch)
     policies = answerer.policies
     if policies is None or policy not in policies.names:
         known = ", ".join(sorted(policies.names)) if policies is not None else ""

@@ -17,7 +17,7 @@ from lookupd.codes import Status
 from lookupd.core import _parse, _search, reserved
 from lookupd.errors import InvalidAddressError
 from lookupd.server.answers import Answerer
-from lookupd.server.batches import V4_BYTES, V6_BYTES, chunks, packed_count
+from lookupd.server.batches import V4_BYTES, V6_BYTES, check_batch, chunks, packed_count
 from lookupd.server.errors import BadRequestError
 from lookupd.v1 import lookup_pb2 as pb
 
@@ -88,7 +88,7 @@ def lookup_text_answer(
         BadRequestError: the batch is over the limit.
         CallAbandonedError: ``keep_going`` said stop between chunks.
     """
-    answerer.check_batch(len(addresses))
+    check_batch(len(addresses), answerer.max_batch)
     items = addresses if isinstance(addresses, (list, tuple)) else list(addresses)
     if len(items) <= SCALAR_MOST and not subdivisions:
         encoded = _scalar_encoded(answerer, items)
@@ -122,7 +122,7 @@ def lookup_request_answer(
     count, others = _parse.scan_fields(message, _FIELD_ADDRESSES)
     if count <= SCALAR_MOST or others:
         return None
-    answerer.check_batch(count)
+    check_batch(count, answerer.max_batch)
     keys = np.empty((count, 2), dtype=np.uint64)
     status = np.empty(count, dtype=np.uint8)
     _parse.parse_fields(message, _FIELD_ADDRESSES, keys, status)
@@ -210,7 +210,7 @@ def lookup_packed(
             limit.
         CallAbandonedError: ``keep_going`` said stop between chunks.
     """
-    answerer.check_batch(packed_count(ipv4, ipv6))
+    check_batch(packed_count(ipv4, ipv6), answerer.max_batch)
     v4_codes, v4_status = _packed_v4(answerer, ipv4, keep_going) if ipv4 else (b"", b"")
     v6_codes, v6_status = _packed_v6(answerer, ipv6, keep_going) if ipv6 else (b"", b"")
     return v4_codes, v6_codes, v4_status, v6_status
