@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from lookupd.core.table import Tables
+from lookupd.datafiles.data_version import data_version_of
 from lookupd.datafiles.open import open_database
 from lookupd.datafiles.rows import RangeRows
 from lookupd.datafiles.snapshot import write_snapshot
-from lookupd.datafiles.data_version import data_version_of
 
 # 1.0.0.0/24 answers AU in every version; 11.0.0.0/8 answers the version's own country.
 STABLE_ADDRESS = "1.0.0.1"
