@@ -34,7 +34,7 @@ from versions import (
 
 from lookupd.client import Client, ServerError
 from lookupd.errors import LookupdError
-from lookupd.server import workers
+from lookupd.server import cpus, workers
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -396,11 +396,11 @@ def test_cgroup_cpu_quota(tmp_path: Path, files: dict[str, str], expected: float
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert workers._cgroup_cpu_quota(tmp_path) == expected
+    assert cpus._cgroup_cpu_quota(tmp_path) == expected
 
 
 def test_available_cpus_is_within_the_affinity_mask() -> None:
-    assert 1 <= workers.available_cpus() <= len(os.sched_getaffinity(0))
+    assert 1 <= cpus.available_cpus() <= len(os.sched_getaffinity(0))
 
 
 def test_a_reserved_port_can_be_shared_but_not_taken() -> None:

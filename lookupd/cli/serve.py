@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until stopped: in this process for one worker, else under a supervisor."""
     # gRPC is imported only by the commands that use it.
     from lookupd.server import app as server
-    from lookupd.server import logs, workers
+    from lookupd.server import cpus, logs, workers
 
     settings = read_settings(args)
     level = logging.DEBUG if args.verbose else settings.log_level()
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     given = settings.given
     metrics_host = settings.value("--metrics-host")
     metrics_port = given["--metrics-port"]
-    count = given["--workers"] or workers.available_cpus()
+    count = given["--workers"] or cpus.available_cpus()
     if count == 1:
         server.serve(
             config,
