@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from lookupd.core.packed import ADDRESS_BYTES
 from lookupd.server.errors import BadRequestError, CallAbandonedError
 
+KeepGoing = Callable[[], bool]
+"""Asked between chunks whether the call is still wanted (``grpc.ServicerContext.is_active``)."""
 DEFAULT_MAX_BATCH = 100_000
 """Default most addresses per request (text and packed together)."""
 # Addresses answered between two checks that the call is still wanted (deadline, cancel):
@@ -46,7 +48,7 @@ def packed_count(ipv4: bytes, ipv6: bytes) -> int:
     return len(ipv4) // V4_BYTES + len(ipv6) // V6_BYTES
 
 
-def chunks(count: int, keep_going: Callable[[], bool] | None) -> Iterator[slice]:
+def chunks(count: int, keep_going: KeepGoing | None) -> Iterator[slice]:
     """Slices of at most ``CHUNK_ADDRESSES`` over ``count`` items; between two, ask
     ``keep_going`` (the call still wanted?), so a caller that gave up stops the work.
 

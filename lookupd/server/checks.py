@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from lookupd.core.database import LookupResult
 from lookupd.server.answers import Answerer
-from lookupd.server.batches import check_batch, packed_count
+from lookupd.server.batches import KeepGoing, check_batch, packed_count
 from lookupd.server.errors import UnknownPolicyError
 from lookupd.v1 import lookup_pb2 as pb
 
@@ -36,7 +36,7 @@ class Checked:
 def answer_check(
     answerer: Answerer,
     request: pb.CheckRegionRequest,
-    keep_going: Callable[[], bool] | None = None,
+    keep_going: KeepGoing | None = None,
 ) -> tuple[pb.CheckRegionResponse, Checked]:
     """Answer a ``CheckRegion`` request, with the answer per address (see :func:`check`).
 

@@ -7,7 +7,7 @@ servicer hands those bytes to gRPC as they are. Every answer comes with the per-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -17,12 +17,17 @@ from lookupd.codes import Status
 from lookupd.core import _parse, _search, reserved
 from lookupd.errors import InvalidAddressError
 from lookupd.server.answers import Answerer
-from lookupd.server.batches import V4_BYTES, V6_BYTES, check_batch, chunks, packed_count
+from lookupd.server.batches import (
+    V4_BYTES,
+    V6_BYTES,
+    KeepGoing,
+    check_batch,
+    chunks,
+    packed_count,
+)
 from lookupd.server.errors import BadRequestError
 from lookupd.v1 import lookup_pb2 as pb
 
-KeepGoing = Callable[[], bool]
-"""Asked between chunks whether the call is still wanted (``grpc.ServicerContext.is_active``)."""
 TextAnswer = tuple[bytes, npt.NDArray[np.uint8]]
 """A serialized ``LookupResponse``, and the ``lookupd.Status`` of each address."""
 

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from lookupd.server.answers import Answerer
+from lookupd.server.batches import KeepGoing
 from lookupd.server.checks import Checked, answer_check
 from lookupd.server.errors import (
     BadRequestError,
@@ -27,7 +29,7 @@ from lookupd.server.errors import (
     UnknownPolicyError,
 )
 from lookupd.server.info import info
-from lookupd.server.lookups import KeepGoing, answer_lookup, answer_packed
+from lookupd.server.lookups import answer_lookup, answer_packed
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 from lookupd.wire import LOOKUP_SERVICE
@@ -164,7 +166,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         context.abort(code, detail)
 
 
-def _observe_lookup(metrics: Metrics, rpc: str, status: np.ndarray[Any, Any], s: float) -> None:
+def _observe_lookup(metrics: Metrics, rpc: str, status: npt.NDArray[np.uint8], s: float) -> None:
     metrics.observe_lookup(rpc, status, s)
 
 
