@@ -283,3 +283,21 @@ def add_ipv6_range(rows: RangeRows, start: int, end: int, label: str) -> None:
     rows.add(4, first - MAPPED_FIRST, last - MAPPED_FIRST, label)
     if end > MAPPED_LAST:
         rows.add(6, MAPPED_LAST + 1, end, label)
+
+
+def csv_header(path: Path, reader: Iterator[list[str]]) -> tuple[int, dict[str, int]]:
+    """Read the header (the first non-blank record): its record index and name -> column."""
+    for record, names in enumerate(reader):
+        if names:
+            # Strip a UTF-8 byte order mark, which some tools write before the first name.
+            return record, {name.strip().lstrip("\ufeff"): i for i, name in enumerate(names)}
+    msg = f"{path}: empty file (expected a header line)"
+    raise DataFormatError(msg)
+
+
+def csv_column(path: Path, line_number: int, columns: dict[str, int], name: str) -> int:
+    """Return the index of column ``name``, or fail naming the header line."""
+    if name not in columns:
+        shown = ",".join(columns)[:200]
+        fail(path, line_number, f"no {name!r} column in the header {shown!r}")
+    return columns[name]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -43,10 +43,18 @@ from lookupd.datafiles.formats._text import (
     MAPPED_LAST,
     READ_ERRORS,
     add_ipv6_range,
+    csv_column,
+    csv_header,
     fail,
     file_size,
     mapped_mask,
     open_text,
+)
+from lookupd.datafiles.formats.geolite2_locations import (
+    BLOCKS,
+    Location,
+    locations_file,
+    read_locations,
 )
 from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
@@ -65,20 +73,9 @@ _COMPRESSED = ("", ".gz", ".xz")
 # batches large enough that its per-call overhead vanishes.
 _READ_RECORDS = 256
 _BATCH_RECORDS = 1 << 12
-_BLOCKS = "-blocks-"
 _ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 # A dotted IPv4 network /n is the IPv4-mapped network /(96 + n).
 _MAPPED_PREFIX_BITS = 96
-
-
-@dataclass(frozen=True, slots=True)
-class _Location:
-    """What one Locations row says about a ``geoname_id``."""
-
-    label: str | None
-    """``country_iso_code``, with ``-subdivision_1_iso_code`` when there is one."""
-    country: str | None
-    """``country_iso_code`` alone; None for a location with none (a continent)."""
 
 
 def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> RangeRows:
@@ -96,16 +93,16 @@ def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> Range
             the message names the file (and line).
     """
     blocks = _blocks_files(path)
-    locations_of = {block: _locations_file(block) for block in blocks}
+    locations_of = {block: locations_file(block) for block in blocks}
     total = sum(file_size(f) for f in {*blocks, *locations_of.values()})
     done = 0
-    read_locations: dict[Path, dict[str, _Location]] = {}
+    locations_read: dict[Path, dict[str, Location]] = {}
     for block in blocks:
         locations_path = locations_of[block]
-        if locations_path not in read_locations:
-            read_locations[locations_path] = _read_locations(locations_path, progress, done, total)
+        if locations_path not in locations_read:
+            locations_read[locations_path] = read_locations(locations_path, progress, done, total)
             done += file_size(locations_path)
-        _read_blocks(block, read_locations[locations_path], rows, progress, done, total)
+        _read_blocks(block, locations_read[locations_path], rows, progress, done, total)
         done += file_size(block)
     return rows
 
@@ -118,7 +115,7 @@ def _blocks_files(path: Path) -> list[Path]:
     for entry in sorted(path.iterdir()):
         name = entry.name.lower()
         for family in ("ipv4", "ipv6"):
-            if any(name.endswith(f"{_BLOCKS}{family}.csv{z}") for z in _COMPRESSED):
+            if any(name.endswith(f"{BLOCKS}{family}.csv{z}") for z in _COMPRESSED):
                 found.setdefault(family, []).append(entry)
     if not found:
         msg = f"{path}: a directory, but no *-Blocks-IPv4.csv / *-Blocks-IPv6.csv in it"
@@ -131,99 +128,9 @@ def _blocks_files(path: Path) -> list[Path]:
     return [found[family][0] for family in sorted(found)]
 
 
-def _locations_file(block: Path) -> Path:
-    """Find the Locations file of a Blocks file (same prefix, ``-en`` preferred)."""
-    at = block.name.lower().find(_BLOCKS)
-    if at < 0:
-        msg = (
-            f"{block}: cannot find its Locations file: the name does not contain"
-            " '-Blocks-' (GeoLite2 names: PREFIX-Blocks-IPv4.csv, PREFIX-Locations-en.csv)"
-        )
-        raise DataFormatError(msg)
-    prefix = block.name[:at].lower()
-    candidates: list[tuple[int, str, Path]] = []
-    for entry in block.parent.iterdir():
-        name = entry.name.lower()
-        if not name.startswith(f"{prefix}-locations-") or not entry.is_file():
-            continue
-        stem = name
-        for suffix in (".gz", ".xz"):
-            stem = stem.removesuffix(suffix)
-        if stem.endswith(".csv"):
-            locale = stem[len(prefix) + len("-locations-") : -len(".csv")]
-            candidates.append((0 if locale == "en" else 1, entry.name, entry))
-    if not candidates:
-        msg = (
-            f"{block}: no {block.name[:at]}-Locations-en.csv beside it"
-            " (Blocks files are joined with their Locations file on geoname_id)"
-        )
-        raise DataFormatError(msg)
-    return min(candidates)[2]
-
-
-def _header(path: Path, reader: Iterator[list[str]]) -> tuple[int, dict[str, int]]:
-    """Read the header (the first non-blank record): its record index and name -> column."""
-    for record, names in enumerate(reader):
-        if names:
-            # Strip a UTF-8 byte order mark, which some tools write before the first name.
-            return record, {name.strip().lstrip("\ufeff"): i for i, name in enumerate(names)}
-    msg = f"{path}: empty file (expected a header line)"
-    raise DataFormatError(msg)
-
-
-def _column(path: Path, line_number: int, columns: dict[str, int], name: str) -> int:
-    if name not in columns:
-        shown = ",".join(columns)[:200]
-        fail(path, line_number, f"no {name!r} column in the header {shown!r}")
-    return columns[name]
-
-
-def _read_locations(
-    path: Path, progress: Progress | None, done_before: int, total: int
-) -> dict[str, _Location]:
-    """Read a Locations file into geoname_id -> location."""
-    locations: dict[str, _Location] = {}
-    try:
-        with open_text(path, progress, done_before=done_before, total=total) as handle:
-            reader = csv.reader(handle, strict=True)
-            _, columns = _header(path, reader)
-            header_line = reader.line_num
-            id_at = _column(path, header_line, columns, "geoname_id")
-            country_at = _column(path, header_line, columns, "country_iso_code")
-            subdivision_at = columns.get("subdivision_1_iso_code")
-            width = 1 + max(id_at, country_at, -1 if subdivision_at is None else subdivision_at)
-            for record in reader:
-                if not record:
-                    continue
-                if len(record) < width:
-                    got = ",".join(record)
-                    fail(path, reader.line_num, f"expected {len(columns)} fields, got {got!r}")
-                geoname_id = record[id_at].strip()
-                if not geoname_id:
-                    fail(path, reader.line_num, "empty geoname_id")
-                if geoname_id in locations:
-                    fail(path, reader.line_num, f"geoname_id {geoname_id} listed twice")
-                country = record[country_at].strip() or None
-                label = country
-                if country is not None and subdivision_at is not None:
-                    subdivision = record[subdivision_at].strip()
-                    if subdivision:
-                        label = f"{country}-{subdivision.removeprefix(f'{country}-')}"
-                locations[geoname_id] = _Location(label, country)
-    except csv.Error as exc:
-        fail(path, reader.line_num, f"malformed CSV record: {exc}")
-    except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
-    if not locations:
-        msg = f"{path}: no locations in file"
-        raise DataFormatError(msg)
-    return locations
-
-
 def _read_blocks(
     path: Path,
-    locations: dict[str, _Location],
+    locations: dict[str, Location],
     rows: RangeRows,
     progress: Progress | None,
     done_before: int,
@@ -240,10 +147,10 @@ def _read_blocks(
     try:
         with open_text(path, progress, done_before=done_before, total=total) as handle:
             reader = csv.reader(handle, strict=True)
-            header_record, columns = _header(path, reader)
+            header_record, columns = csv_header(path, reader)
             header_line = reader.line_num
-            network_at = _column(path, header_line, columns, "network")
-            id_at = _column(path, header_line, columns, "geoname_id")
+            network_at = csv_column(path, header_line, columns, "network")
+            id_at = csv_column(path, header_line, columns, "geoname_id")
             # Optional: without it, networks with no geoname_id country stay unknown.
             registered_at = columns.get("registered_country_geoname_id", id_at)
             width = 1 + max(network_at, id_at, registered_at)
@@ -330,7 +237,7 @@ def _fail_at(path: Path, record: int, problem: str) -> NoReturn:
 class _Labeller:
     """Turn (geoname_id, registered_country_geoname_id) pairs into label indices."""
 
-    def __init__(self, path: Path, locations: dict[str, _Location], rows: RangeRows) -> None:
+    def __init__(self, path: Path, locations: dict[str, Location], rows: RangeRows) -> None:
         self._path = path
         self._locations = locations
         self._rows = rows
