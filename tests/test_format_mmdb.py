@@ -28,7 +28,7 @@ import pytest
 
 import lookupd
 from lookupd.core.table import RangeTable
-from lookupd.datafiles.formats import detect_format, mmdb, read_source
+from lookupd.datafiles.formats import detect_format, mmdb, mmdb_tree, read_source
 from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
 
@@ -282,7 +282,7 @@ def test_search_tree_check_counts_what_the_reader_yields(name: str, reader_of: A
     path = _TEST_DATA / name
     reader = reader_of(path)
     meta = reader.metadata()
-    tree = mmdb._check_tree(
+    tree = mmdb_tree.check_tree(
         path, path, path.stat().st_size, meta.node_count, meta.record_size, meta.ip_version
     )
     assert tree.networks == sum(1 for _ in reader)
@@ -299,7 +299,7 @@ def test_generic_test_databases_have_no_country_data(name: str, reader_of: Any) 
     reader = reader_of(path)
     meta = reader.metadata()
     networks = sum(1 for _ in reader)
-    tree = mmdb._check_tree(
+    tree = mmdb_tree.check_tree(
         path, path, path.stat().st_size, meta.node_count, meta.record_size, meta.ip_version
     )
     assert tree.networks == networks  # record sizes 24 and 32 decode right
