@@ -2,7 +2,8 @@
 
 This module is the pure-Python twin of the compiled core ``lookupd.core._search_c``: same names,
 signatures and errors. The compiled core imports the jump-table builders and the boundary
-checks from here, so both cores build the same tables and raise the same messages.
+checks from here, so both cores build the same tables and raise the same messages. It is
+as long as the compiled core's Python surface, which it mirrors function for function.
 
 Tables: IPv4 ``starts`` is a C-contiguous ``uint32`` array; IPv6 ``starts`` is a C-contiguous
 ``uint64`` array of shape (n, 2), each row the (high 64 bits, low 64 bits) of a 128-bit start.
