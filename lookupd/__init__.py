@@ -19,7 +19,8 @@ from lookupd.version import __version__
 
 if TYPE_CHECKING:
     from lookupd.codes import Status
-    from lookupd.core.database import Database, DataInfo, LookupResult
+    from lookupd.core.database import Database, DataInfo
+    from lookupd.core.result import LookupResult
     from lookupd.core.table import RangeTable
     from lookupd.datafiles.open import open_database as open
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Database": ("lookupd.core.database", "Database"),
     "DataInfo": ("lookupd.core.database", "DataInfo"),
-    "LookupResult": ("lookupd.core.database", "LookupResult"),
+    "LookupResult": ("lookupd.core.result", "LookupResult"),
     "RangeTable": ("lookupd.core.table", "RangeTable"),
     "Status": ("lookupd.codes", "Status"),
     "open": ("lookupd.datafiles.open", "open_database"),

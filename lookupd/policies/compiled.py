@@ -16,8 +16,9 @@ import numpy.typing as npt
 from lookupd.codes import Reason, Status, Verdict, code_array
 from lookupd.core import _search
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
-from lookupd.core.database import Database, LookupResult
+from lookupd.core.database import Database
 from lookupd.core.labels import split_label
+from lookupd.core.result import LookupResult
 from lookupd.core.table import RangeTable, build_table
 from lookupd.policies.iso3166 import DATA_CONVENTIONS, is_country
 from lookupd.policies.model import Decisions, Policy

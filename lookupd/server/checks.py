@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lookupd.core.database import LookupResult
+from lookupd.core.result import LookupResult
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import KeepGoing, check_batch, packed_count
 from lookupd.server.errors import UnknownPolicyError
