@@ -68,9 +68,9 @@ cdef enum:
     _MAX_V4_CHARS = 15
     # "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255": the longest IPv6 text (no zone).
     _MAX_V6_CHARS = 45
-    # parse_many prefetches the item this many places ahead. Measured on 1M shuffled IPv4
-    # str (each one a cache miss): 147 ns/address without, 27 at 8 ahead, 19 at 16, and no
-    # better up to 32; shuffled IPv6 202, 35, 32. Items in allocation order: 17 ns at any.
+    # parse_many prefetches the item this many places ahead, so that the cache misses of
+    # scattered str objects overlap; further ahead gained nothing, and lists in allocation
+    # order are unaffected (chosen by measurement: see bench/README.md, "Before and after").
     _PREFETCH_AHEAD = 16
     # 2**29 - 1: the largest protobuf field number.
     _MAX_FIELD_NUMBER = 0x1FFFFFFF

@@ -13,8 +13,8 @@ A key's top 16 bits pick a jump-table entry, which narrows the answer to a windo
 table (a few segments for most IPv4 keys). A binary search finishes inside the window; each
 step is a compare and a conditional add (setcc), never a branch the CPU must predict. Keys
 are searched 8 at a time in lockstep, so that 8 independent loads are in flight instead of one
-chain of dependent ones: on the real tables this takes row-uniform IPv4 keys from 16 to 10 ns
-and IPv6 keys from 49 to 21 ns a lookup.
+chain of dependent ones, each waiting for the last (figures in bench/README.md, "Figures
+behind design choices in the code").
 """
 
 cimport cython

@@ -3,7 +3,8 @@
 Batches go over the packed RPC wherever the client can pack them: numpy arrays and packed
 bytes always, and lists of ``str`` too when the compiled parser is present (each address is
 parsed here, in C, and invalid ones are answered here without a round trip); the text RPC
-costs about 100 ns per string on each side. Everything here is pure: no server, no call.
+makes protobuf build a string per address on each side. Everything here is pure: no
+server, no call.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ Addresses: TypeAlias = (
 )
 
 # Within the server's default limit of 100,000 addresses per request; large enough that
-# per-call overhead (~100 us of server CPU) is a few percent of a packed chunk's work.
+# gRPC's fixed cost per call is small beside a packed chunk's work (see bench/README.md,
+# "Figures behind design choices in the code").
 DEFAULT_CHUNK_SIZE = 50_000
 _IPV4_MAPPED_HIGH = IPV4_MAPPED_PREFIX >> 32  # 0xFFFF: the high 32 bits of the low half
 _BUFFERS = (bytes, bytearray, memoryview)

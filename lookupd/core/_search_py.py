@@ -22,8 +22,8 @@ from lookupd.codes import Status
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX, UNKNOWN_LABEL
 
 # Top 16 bits: 65,537 entries (256 KiB) leave a few segments per window for most keys, and
-# fit in L2 next to the 1.3 MB real IPv4 table. 18 bits measured 10% faster on row-uniform
-# keys for 4x the memory.
+# fit in L2 next to the 1.3 MB real IPv4 table. 18 bits gained little on row-uniform keys
+# for 4x the memory (bench/README.md, "Figures behind design choices in the code").
 JUMP_BITS_V4 = 16
 # Also the top 16. The real IPv6 starts crowd into a few /16s (2a01::/16 alone holds 43k of
 # 275k rows), so a wider table barely helps: 18 and 20 bits measured no faster, and skipping

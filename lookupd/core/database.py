@@ -107,7 +107,7 @@ class Database:
         # lookup_one's state, built once as plain Python objects (no copy of any array):
         # its per-call cost was mostly attribute chains, numpy scalars and argument checks.
         # The labels are read through memoryviews, whose items are Python ints (indexing
-        # the array and calling int() costs 60-80 ns more).
+        # the array would give a numpy scalar, and int() of it is one more call).
         self._codes: tuple[str | None, ...] = tuple(self._countries.tolist())
         self._find_v4 = _bind_search(_search.find_index_v4, v4.starts, v4.jump)
         self._find_v6 = _bind_search(_search.find_index_v6, v6.starts, v6.jump)
@@ -218,7 +218,8 @@ class Database:
             raise InvalidAddressError(msg)
         # ::ffff:0:0/96 (IPv4-mapped) goes to the IPv4 table. Comparisons allocate no ints.
         # Reserved: only a labelled address needs the check, and its /16 answers it unless
-        # the /16 is mixed (a search of the small reserved table then): 25 ns, not 85.
+        # the /16 is mixed (a search of the small reserved table then), so most addresses
+        # pay one byte read, not a search.
         if _MAPPED_FIRST <= key <= _MAPPED_LAST:
             key -= IPV4_MAPPED_PREFIX
             label = self._labels_v4[self._find_v4(key)]
@@ -342,7 +343,8 @@ def _mark_reserved(
 
     ``flags`` is 0 or 1 per item, and 0 for invalid items (the reserved pass skips them), so
     their status stays. Arithmetic rather than masked stores: on a scattered mask, those
-    mispredict a branch per item (4.5 ns an address against 0.2 ns, measured).
+    mispredict a branch per item, where the arithmetic runs straight through (measured:
+    see bench/README.md, "Figures behind design choices in the code").
     """
     # RESERVED is the highest status: the larger of OK or NOT_FOUND and flag * RESERVED.
     np.maximum(status, flags * np.uint8(Status.RESERVED), out=status, casting="unsafe")
@@ -354,9 +356,9 @@ def _bind_search(
 ) -> Callable[[int], int]:
     """Bind a single-key search to its table, in the form its core reads fastest.
 
-    The compiled core takes any buffer, and borrows a memoryview's in a few ns but a numpy
-    array's in ~25 ns (numpy rebuilds the format string on every export), which is half
-    the search's call. The numpy twin takes only the arrays themselves.
+    The compiled core takes any buffer, and borrows a memoryview's far more cheaply than a
+    numpy array's (numpy rebuilds the format string on every export), a large part of a
+    one-key search's call. The numpy twin takes only the arrays themselves.
     """
     if _search.CORE == "c":
         return partial(find, starts.data, jump.data)

@@ -208,9 +208,9 @@ def load_snapshot(path: str | os.PathLike[str], *, verify: bool = True) -> Snaps
 
     The header is always checked (magic, version, header SHA-256, sizes, array offsets,
     dtypes and shapes, label table). ``verify`` also checks the payload SHA-256 and the
-    tables themselves (sorted starts, labels inside the label table, jump tables): a few
-    milliseconds on the real data. Skip it only for a file already verified, e.g. by a
-    parent process before its workers load the same file.
+    tables themselves (sorted starts, labels inside the label table, jump tables), which
+    reads the whole file (timed in bench/README.md, "Snapshots"). Skip it only for a file
+    already verified, e.g. by a parent process before its workers load the same file.
 
     Raises:
         DataFormatError: the file is not a snapshot, is of another format version, is

@@ -40,9 +40,10 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_HOST = "[::]"
 DEFAULT_PORT = 50051
-# A sync server with a small pool: on this kind of machine an echo server spent 110-125 us
-# of CPU per unary call with 2-8 threads (32 threads doubled it) against 155-210 us for
-# grpc.aio, with p50/p99 latency 0.25/0.55 ms against 0.5/0.9-1.0 ms (bench/README.md).
+# A sync server with a small pool: on this kind of machine an echo server cost less CPU per
+# unary call and answered with lower latency than grpc.aio, and a large pool (32 threads)
+# cost more CPU per call (figures in bench/README.md, "Figures behind design choices in
+# the code").
 DEFAULT_THREADS = 8
 # Each open StreamLookup holds a thread for its lifetime, so streams get a pool of their own
 # and can never starve unary calls: more streams than this wait for a thread.

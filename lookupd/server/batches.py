@@ -13,7 +13,8 @@ KeepGoing = Callable[[], bool]
 DEFAULT_MAX_BATCH = 100_000
 """Default most addresses per request (text and packed together)."""
 # Addresses answered between two checks that the call is still wanted (deadline, cancel):
-# about 1 ms of work on the compiled core, so an expired call stops within a millisecond.
+# few enough that an expired call stops soon, enough that the checks cost little beside
+# the work (see bench/README.md, "Figures behind design choices in the code").
 CHUNK_ADDRESSES = 32_768
 V4_BYTES = ADDRESS_BYTES[4]
 V6_BYTES = ADDRESS_BYTES[6]

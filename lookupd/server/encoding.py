@@ -1,9 +1,9 @@
 """Hand-encode ``lookupd.v1.LookupResponse`` from per-label fields serialized once per database.
 
-Building the response as a protobuf message cost ~35 ns per address for the countries and
-~20 for the statuses, more than the lookup itself. Its fields are few and simple, so each
-label's elements are serialized once, when a database is loaded, and an answer is a gather
-of them plus the status bytes as they are.
+Building the response as a protobuf message cost more per address than the lookup itself
+(bench/README.md, "Figures behind design choices in the code"). Its fields are few and
+simple, so each label's elements are serialized once, when a database is loaded, and an
+answer is a gather of them plus the status bytes as they are.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class TextFields:
     country_words: npt.NDArray[np.uint32] | None
     """Where every element is 2 or 4 bytes (two-letter countries, and "" for label 0): per
     label, the element as 4 bytes (zero padded), so a ``uint32`` gather and one mask
-    serialize 10,000 countries in ~50 us (a ``bytes.join`` took 160, protobuf's own
-    repeated-string field 150 plus 60 for the list of ``str``); else None."""
+    serialize the countries in numpy, where a ``bytes.join`` of the per-label fields or
+    protobuf's own repeated-string field handle a Python object per address; else None."""
     country_full: npt.NDArray[np.bool_]
     """Per label: whether its element is 4 bytes (else 2)."""
     subdivision_fields: npt.NDArray[np.object_]

@@ -32,8 +32,9 @@ TextAnswer = tuple[bytes, npt.NDArray[np.uint8]]
 """A serialized ``LookupResponse``, and the ``lookupd.Status`` of each address."""
 
 # Text requests of at most this many addresses (without subdivisions) are answered with
-# Database.lookup_one per address (about 0.3 us each) instead of one Database.lookup
-# (about 12 us of fixed numpy and argument costs even for one address).
+# Database.lookup_one per address instead of one Database.lookup: for a handful of
+# addresses a per-address loop beats the batch path's fixed numpy and argument costs
+# (chosen by measurement: see bench/README.md, "Figures behind design choices in the code").
 SCALAR_MOST = 8
 # LookupRequest.addresses: the field lookup_request_answer reads from the raw message.
 _FIELD_ADDRESSES: int = pb.LookupRequest.DESCRIPTOR.fields_by_name["addresses"].number
@@ -115,10 +116,11 @@ def lookup_request_answer(
 
     The addresses are parsed in place from the message (:func:`lookupd.core._parse.
     parse_fields`): protobuf would first make a ``str`` of each, which costs more than
-    the rest of the answer (300 us for 10,000). None, for the caller to decode the
-    message as usual, when it holds anything but addresses (``include_subdivisions``,
-    unknown fields), is malformed (protobuf then says what is wrong), or is small
-    (the per-address path of :func:`lookup_text_answer` is faster there).
+    the rest of the answer (bench/README.md, "Two fast paths"). None, for the caller to
+    decode the message as usual, when it holds anything but addresses
+    (``include_subdivisions``, unknown fields), is malformed (protobuf then says what is
+    wrong), or is small (:func:`lookup_text_answer` answers a few addresses one by one,
+    without the batch path's fixed costs).
 
     Raises:
         BadRequestError: the batch is over the limit.
@@ -239,8 +241,8 @@ def _packed_v4(
     answerer: Answerer, data: bytes, keep_going: KeepGoing | None
 ) -> tuple[bytes, bytes]:
     """Packed IPv4 answered in one pass of the search core (search, reserved check,
-    country code and status bytes): 1.8x faster than composing the steps in numpy
-    (``bench/bench_answer.py``)."""
+    country code and status bytes) instead of composing numpy steps: one pass over the
+    addresses, with no intermediate arrays (``bench/bench_answer.py``)."""
     count = len(data) // V4_BYTES
     codes = np.empty(count, dtype=np.uint16)
     status = np.empty(count, dtype=np.uint8)

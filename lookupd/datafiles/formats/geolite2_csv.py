@@ -69,8 +69,9 @@ NOTE_NO_COUNTRY = "geolite2-csv: networks without a country (left unknown)"
 
 _COMPRESSED = ("", ".gz", ".xz")
 # Records are pulled from the csv reader a few hundred at a time, while they are still in
-# the CPU cache (pulling 64k at once made the read 3x slower), and handed to numpy in
-# batches large enough that its per-call overhead vanishes.
+# the CPU cache (pulling 64k at once let them fall out of it first: bench/README.md,
+# "Figures behind design choices in the code"), and handed to numpy in batches large
+# enough that its per-call overhead vanishes.
 _READ_RECORDS = 256
 _BATCH_RECORDS = 1 << 12
 _ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
