@@ -18,7 +18,7 @@ from lookupd.errors import (
 from lookupd.version import __version__
 
 if TYPE_CHECKING:
-    from lookupd.codes import Status
+    from lookupd.codes import Reason, Status, Verdict
     from lookupd.core.database import Database, DataInfo
     from lookupd.core.result import LookupResult
     from lookupd.core.table import RangeTable
@@ -30,7 +30,9 @@ _LAZY = {
     "DataInfo": ("lookupd.core.database", "DataInfo"),
     "LookupResult": ("lookupd.core.result", "LookupResult"),
     "RangeTable": ("lookupd.core.table", "RangeTable"),
+    "Reason": ("lookupd.codes", "Reason"),
     "Status": ("lookupd.codes", "Status"),
+    "Verdict": ("lookupd.codes", "Verdict"),
     "open": ("lookupd.datafiles.open", "open_database"),
 }
 
@@ -43,7 +45,9 @@ __all__ = [
     "LookupResult",
     "LookupdError",
     "RangeTable",
+    "Reason",
     "Status",
+    "Verdict",
     "__version__",
     "open",
 ]

@@ -78,6 +78,8 @@ def test_package_root_loads_no_grpc() -> None:
         ("open", "lookupd.datafiles.open"),
         ("Database", "lookupd.core.database"),
         ("Status", "lookupd.codes"),
+        ("Verdict", "lookupd.codes"),
+        ("Reason", "lookupd.codes"),
         ("RangeTable", "lookupd.core.table"),
     ],
 )
