@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -939,15 +940,38 @@ def test_an_unexpected_error_is_internal_with_a_short_detail() -> None:
     )
 
 
+class _Records(logging.Handler):
+    """Keep the records a logger passes on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_a_failing_rpc_ends_internal_over_grpc(stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(answerer: Answerer, *, max_message_bytes: int) -> pb.GetInfoResponse:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr("lookupd.server.servicer.info", broken)
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.GetInfo(pb.GetInfoRequest(), timeout=_TIMEOUT_S)
-    assert _code_of(caught) == grpc.StatusCode.INTERNAL
-    assert _details_of(caught) == "internal error: RuntimeError"
+    # A handler of its own: other tests may leave lookupd's loggers not propagating.
+    handler = _Records()
+    records = handler.records
+    logger = logging.getLogger("lookupd.server.servicer")
+    logger.addHandler(handler)
+    try:
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.GetInfo(pb.GetInfoRequest(), timeout=_TIMEOUT_S)
+            assert _code_of(caught) == grpc.StatusCode.INTERNAL
+            assert _details_of(caught) == "internal error: RuntimeError"
+    finally:
+        logger.removeHandler(handler)
+    # The traceback once, not once per call: a client repeating it cannot fill the log.
+    assert [r.getMessage() for r in records] == ["internal error answering GetInfo (logged once)"]
+    assert records[0].exc_info is not None
 
 
 def test_the_frame_counts_answers_and_failures(answerer: Answerer) -> None:

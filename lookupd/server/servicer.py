@@ -73,6 +73,9 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         self._answerer: Answerer | None = None
         self._max_message_bytes = max_message_bytes
         self._metrics = metrics
+        # (RPC, exception type) of the faults whose traceback is logged already: once each,
+        # so a client repeating a request that trips a bug cannot fill the log.
+        self._faults_logged: set[tuple[str, type[BaseException]]] = set()
 
     def load(self, answerer: Answerer) -> None:
         """Answer from ``answerer`` from now on (one assignment: atomic for callers)."""
@@ -146,8 +149,11 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
             response, facts = compute(answerer, request, context.is_active)
         except Exception as exc:  # every failure ends the call with a status
             code, detail = status_of(exc)
-            if code == grpc.StatusCode.INTERNAL:  # a fault of the server: worth its traceback
-                _LOGGER.exception("internal error answering %s", rpc)
+            fault = (rpc, type(exc))
+            if code == grpc.StatusCode.INTERNAL and fault not in self._faults_logged:
+                # A fault of the server: its traceback is worth logging, once.
+                self._faults_logged.add(fault)
+                _LOGGER.exception("internal error answering %s (logged once)", rpc)
             self._fail(context, rpc, started, code, detail)
         if self._metrics is not None:
             observe(self._metrics, rpc, facts, time.perf_counter() - started)
