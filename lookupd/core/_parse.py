@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from lookupd.core._search import NO_EXTENSIONS
+from lookupd.core._cores import NO_EXTENSIONS
 
 if TYPE_CHECKING or NO_EXTENSIONS:
     from lookupd.core._parse_py import (

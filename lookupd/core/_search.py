@@ -1,12 +1,8 @@
 """Select the search core: the compiled one, or its pure-Python twin."""
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
-NO_EXTENSIONS = (
-    bool(os.environ.get("LOOKUPD_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
-)
+from lookupd.core._cores import NO_EXTENSIONS
 
 if TYPE_CHECKING or NO_EXTENSIONS:
     from lookupd.core._search_py import (
