@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookupd.errors import LookupdError
-from lookupd.server.app import ServerConfig, serve, write_port_file
+from lookupd.server.app import DEFAULT_HOST, ServerConfig, serve, write_port_file
 from lookupd.server.bind import ALL_IPV6, bind_hosts, family_of
 from lookupd.server.logs import LogFormat, configure, log_event
 from lookupd.server.reload import Preloaded, preload
@@ -102,7 +102,7 @@ class WorkerSettings:
     db_path: str | None = None
     policies_path: str | None = None
     port_file: str | None = None
-    metrics_host: str = "[::]"
+    metrics_host: str = DEFAULT_HOST
     metrics_port: int | None = None
     log_format: LogFormat = "kv"
     log_level: int = logging.INFO
