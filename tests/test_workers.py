@@ -444,7 +444,11 @@ def test_a_restarted_worker_catches_up_with_the_files(
     (old,) = set(_versions_by_process(served.target).values())
     new = (write_data(files[0], 4), old[1])
     victim, replacement = _kill_a_worker_and_wait_for_its_replacement(served)
-    versions = _versions_by_process(served.target)
+    # It serves the preloaded versions from its start, then catches up: wait for that.
+    deadline = time.monotonic() + TIMEOUT_S
+    while (versions := _versions_by_process(served.target)).get(replacement) != new:
+        assert time.monotonic() < deadline, f"the replacement still serves {versions}"
+        time.sleep(0.05)
     assert victim not in versions
     assert versions[replacement] == new
     assert set(versions.values()) == {old, new}  # the other worker waits for a SIGHUP
