@@ -9,6 +9,7 @@ from pathlib import Path
 from lookupd.core.database import Database, DataInfo
 from lookupd.datafiles.merge import merge_sources
 from lookupd.datafiles.npz import load_compiled
+from lookupd.datafiles.private_copy import PrivateCopies
 from lookupd.datafiles.snapshot import is_snapshot, load_snapshot
 from lookupd.errors import DataFormatError
 
@@ -17,20 +18,28 @@ EMBEDDED_DATA = "geo-whois-asn-country.npz"
 
 
 def open_database(
-    path: str | os.PathLike[str] | None = None, *, mark_reserved: bool = True
+    path: str | os.PathLike[str] | None = None,
+    *,
+    mark_reserved: bool = True,
+    copies: PrivateCopies | None = None,
 ) -> Database:
     """Open a database: the embedded default data, a snapshot, or any source file.
 
     Args:
         path: ``None`` for the data shipped with the package; a snapshot written by
-            ``lookupd build`` (memory-mapped, not copied); a ``.npz`` written by
+            ``lookupd build`` (memory-mapped, not copied: replace it by renaming a new
+            file over it, never rewrite it in place, unless ``copies`` is given); a
+            ``.npz`` written by
             :func:`lookupd.datafiles.npz.save_compiled`; or any source
             :mod:`lookupd.datafiles.formats` reads (format detected), which is read and
             compiled in memory.
         mark_reserved: see :class:`Database`.
+        copies: map a snapshot from a private, verified copy made there instead of from
+            ``path`` (what a server does: see :mod:`lookupd.datafiles.private_copy`).
 
     Raises:
         DataFormatError: the file cannot be read or is malformed (the message names it).
+        LookupdError: the private copy cannot be written.
     """
     if path is None:
         with resources.as_file(resources.files("lookupd") / "data" / EMBEDDED_DATA) as embedded:
@@ -47,7 +56,7 @@ def open_database(
         msg = f"{path}: no such file"
         raise DataFormatError(msg)
     if path.is_file() and is_snapshot(path):
-        snapshot = load_snapshot(path)
+        snapshot = load_snapshot(path) if copies is None else copies.load(path)
         return Database(
             snapshot.v4,
             snapshot.v6,

@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ from lookupd.core import _search
 from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, Tables
 from lookupd.datafiles.sources import SourceInfo
 from lookupd.errors import DataFormatError, InvalidTableError, LookupdError
+from lookupd.files import open_regular
 from lookupd.version import __version__
 
 MAGIC = b"\x93LOOKUPD\r\n\x1a\n"
@@ -113,11 +114,11 @@ class Snapshot:
 
 
 def is_snapshot(path: str | os.PathLike[str]) -> bool:
-    """Return whether ``path`` is a file that starts with the snapshot magic."""
+    """Return whether ``path`` is a regular file that starts with the snapshot magic."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return handle.read(len(MAGIC)) == MAGIC
-    except OSError:
+    except (OSError, LookupdError):
         return False
 
 
@@ -212,22 +213,71 @@ def load_snapshot(path: str | os.PathLike[str], *, verify: bool = True) -> Snaps
     reads the whole file (timed in bench/README.md, "Snapshots"). Skip it only for a file
     already verified, e.g. by a parent process before its workers load the same file.
 
+    The file stays mapped: it must be replaced by renaming a new file over it, never
+    rewritten in place (a truncated mapping faults with SIGBUS when read). A server maps a
+    private copy instead (:mod:`lookupd.datafiles.private_copy`).
+
     Raises:
         DataFormatError: the file is not a snapshot, is of another format version, is
-            truncated or corrupt; the message names the file and the problem.
+            truncated or corrupt, or is not a regular file; the message names the file and
+            the problem.
     """
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size == 0:
-                msg = f"{path}: empty file, not a lookupd snapshot"
-                raise DataFormatError(msg)
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        handle = open_regular(path)
+    except (OSError, LookupdError) as exc:
+        msg = f"{path}: cannot read: {exc}"
+        raise DataFormatError(msg) from exc
+    with handle:
+        return map_snapshot(handle, path, verify=verify)
+
+
+def map_snapshot(handle: BinaryIO, path: Path, *, verify: bool) -> Snapshot:
+    """Map the snapshot open as ``handle`` read-only (see :func:`load_snapshot`); ``path``
+    names it in messages and in :attr:`Snapshot.path`.
+
+    Raises:
+        DataFormatError: the file is not a snapshot, or is truncated or corrupt.
+    """
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            msg = f"{path}: empty file, not a lookupd snapshot"
+            raise DataFormatError(msg)
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
         msg = f"{path}: cannot read: {exc}"
         raise DataFormatError(msg) from exc
     return _load(path, mapped, verify=verify)
+
+
+def read_header(path: Path, handle: BinaryIO) -> tuple[bytes, dict[str, Any]]:
+    """Read and check the fixed prefix and the JSON header from ``handle``, with plain
+    reads (no mapping); return their bytes and the header. ``handle`` is left just past
+    the header.
+
+    Raises:
+        DataFormatError: not a snapshot, or a truncated or corrupt header.
+    """
+    head = handle.read(_PREFIX.size)
+    if len(head) == _PREFIX.size and head.startswith(MAGIC):
+        length = _PREFIX.unpack_from(head)[2]
+        if length <= _MAX_HEADER_BYTES:  # else refused below, unread
+            head += handle.read(length)
+    if not head:
+        msg = f"{path}: empty file, not a lookupd snapshot"
+        raise DataFormatError(msg)
+    return head, _read_header(path, head)
+
+
+def header_sha256(head: bytes) -> str:
+    """Return the header's own SHA-256 (hex), from the bytes :func:`read_header` read.
+
+    The header records the payload's checksum, the build time and the sources: with the
+    payload verified, this checksum names the whole file.
+    """
+    digest: bytes = _PREFIX.unpack_from(head)[3]
+    return digest.hex()
 
 
 def _load(path: Path, mapped: mmap.mmap, *, verify: bool) -> Snapshot:
@@ -281,8 +331,9 @@ def _load(path: Path, mapped: mmap.mmap, *, verify: bool) -> Snapshot:
     return Snapshot(path, tables[0], tables[1], label_names, header)
 
 
-def _read_header(path: Path, mapped: mmap.mmap) -> dict[str, Any]:
-    """Check the prefix, then parse and check the JSON header."""
+def _read_header(path: Path, mapped: mmap.mmap | bytes) -> dict[str, Any]:
+    """Check the prefix, then parse and check the JSON header (``mapped``: the whole file,
+    or at least its prefix and header)."""
     size = len(mapped)
     if mapped[: min(size, len(MAGIC))] != MAGIC[: min(size, len(MAGIC))]:
         msg = f"{path}: not a lookupd snapshot (wrong magic bytes)"
