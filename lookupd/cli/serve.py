@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     # gRPC is imported only by the commands that use it.
     from lookupd.server import app as server
     from lookupd.server import cpus, logs, workers
+    from lookupd.server.rundir import RunDir
 
     settings = read_settings(args)
     level = logging.DEBUG if args.verbose else settings.log_level()
@@ -70,29 +71,36 @@ def run(args: argparse.Namespace) -> int:
     metrics_host = settings.value("--metrics-host")
     metrics_port = given["--metrics-port"]
     count = given["--workers"] or cpus.available_cpus()
-    if count == 1:
-        server.serve(
+    # Made before anything starts, so an unusable one stops the start with one line.
+    run_dir = RunDir.create(given["--run-dir"])
+    try:
+        if count == 1:
+            server.serve(
+                config,
+                db_path=given["--db"],
+                policies_path=given["--policies"],
+                port_file=given["--port-file"],
+                metrics_address=None if metrics_port is None else (metrics_host, metrics_port),
+                run_dir=run_dir,
+            )
+            return 0
+        supervisor = workers.Supervisor(
             config,
-            db_path=given["--db"],
-            policies_path=given["--policies"],
-            port_file=given["--port-file"],
-            metrics_address=None if metrics_port is None else (metrics_host, metrics_port),
+            workers.WorkerSettings(
+                workers=count,
+                db_path=given["--db"],
+                policies_path=given["--policies"],
+                port_file=given["--port-file"],
+                metrics_host=metrics_host,
+                metrics_port=metrics_port,
+                log_format=log_format,
+                log_level=level,
+                run_dir=run_dir,
+            ),
         )
-        return 0
-    supervisor = workers.Supervisor(
-        config,
-        workers.WorkerSettings(
-            workers=count,
-            db_path=given["--db"],
-            policies_path=given["--policies"],
-            port_file=given["--port-file"],
-            metrics_host=metrics_host,
-            metrics_port=metrics_port,
-            log_format=log_format,
-            log_level=level,
-        ),
-    )
-    return supervisor.run()
+        return supervisor.run()
+    finally:
+        run_dir.remove()
 
 
 def _server_config(settings: ServeSettings) -> ServerConfig:
