@@ -2,7 +2,7 @@
 PYTHON ?= python
 export LOOKUPD_REQUIRE_EXTENSION ?= 1
 
-.PHONY: help install lint test test-pure bench annotate embed protos dist wheel dist-check clean
+.PHONY: help install lint test test-pure bench chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,28 @@ test-pure: ## the test suite on the pure-Python core
 
 bench: ## benchmarks against the peers (needs .[bench])
 	pytest bench/ --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+
+CHAOS_SECONDS ?= 60
+chaos: ## chaos benchmark: lookupd serve --workers 2 under load and faults (bench/chaos.py)
+	$(PYTHON) bench/chaos.py --duration $(CHAOS_SECONDS) --out build/chaos
+
+# The long fuzz run: FUZZ_SECONDS per target; new inputs and findings under build/fuzz/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= parse wire formats snapshot
+fuzz: ## coverage-guided fuzzing (atheris, .[test]): FUZZ_SECONDS (600) per target
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/$$t/corpus build/fuzz/$$t/findings; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s (log: build/fuzz/$$t/log)"; \
+		$(PYTHON) fuzz/fuzz_$$t.py -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=build/fuzz/$$t/findings/ build/fuzz/$$t/corpus fuzz/corpus/$$t \
+			> build/fuzz/$$t/log 2>&1; \
+		grep -E 'DONE|stat::number_of_executed_units|Uncaught|Finding|ERROR: libFuzzer' \
+			build/fuzz/$$t/log; \
+		ls build/fuzz/$$t/findings; \
+	done
+
+fuzz-corpus: ## rewrite the seed corpus fuzz/corpus/ (after a change to a target's input)
+	$(PYTHON) fuzz/make_corpus.py
 
 annotate: ## cython -a: HTML showing where the cores touch Python
 	cython -3 -a ext/*.pyx
