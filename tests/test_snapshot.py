@@ -21,6 +21,7 @@ import lookupd
 from lookupd import Database
 from lookupd.core import _search
 from lookupd.core.table import Tables
+from lookupd.datafiles.private_copy import PrivateCopies
 from lookupd.datafiles.rows import RangeRows
 from lookupd.datafiles.snapshot import (
     FORMAT_VERSION,
@@ -469,6 +470,15 @@ def _check_damaged(tmp_path: Path, data: bytes, *, verify: bool) -> None:
         snapshot = load_snapshot(path, verify=verify)
     except DataFormatError as exc:
         message = str(exc)
+    if verify:  # a private copy is refused exactly when the file is, and leaves nothing
+        refused = ""
+        try:
+            copy = PrivateCopies(tmp_path / "copies").load(path)
+        except DataFormatError as exc:
+            refused = str(exc)
+        assert bool(refused) == bool(message), (refused, message)
+        assert refused.startswith(str(path)) if refused else copy.tables is not None
+        assert not list((tmp_path / "copies").glob(".tmp-*"))
     if message:
         assert "\n" not in message
         assert str(path) in message
@@ -543,3 +553,77 @@ def test_unverified_load_still_refuses_a_table_off_address_0(
     path = tmp_path / "damaged.lkd"
     path.write_bytes(bytes(damaged))
     assert len(load_snapshot(path, verify=False).v4) == len(_small_tables().v4)
+
+
+# ---------------------------------------------------------------------------------------
+# private copies: what a server maps instead of the operator's file
+
+
+def test_a_private_copy_survives_its_source_being_truncated(tmp_path: Path) -> None:
+    tables = _small_tables()
+    source, copies = tmp_path / "small.lkd", tmp_path / "copies"
+    header = _write(source, tables)
+    snapshot = PrivateCopies(copies).load(source)
+    assert snapshot.path == source
+    (copy,) = copies.iterdir()
+    assert copy.name.startswith(header["payload_sha256"] + ".")
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o400
+    assert stat.S_IMODE(copies.stat().st_mode) == 0o700
+    os.truncate(source, 0)  # a mapping of the source itself would now fault when read
+    _assert_same_tables(snapshot, tables)
+
+
+def test_a_version_already_copied_is_mapped_not_copied_again(tmp_path: Path) -> None:
+    source, copies = tmp_path / "small.lkd", tmp_path / "copies"
+    _write(source)
+    first = PrivateCopies(copies).load(source)
+    (copy,) = copies.iterdir()
+    inode = copy.stat().st_ino
+    second = PrivateCopies(copies).load(source)  # another process, say
+    assert [p.stat().st_ino for p in copies.iterdir()] == [inode]
+    assert first.data_version == second.data_version
+    # Corrupt under an intact header: refused, though its copy exists.
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 1
+    source.write_bytes(data)
+    with pytest.raises(DataFormatError, match="payload checksum mismatch"):
+        PrivateCopies(copies).load(source)
+    assert [p.stat().st_ino for p in copies.iterdir()] == [inode]
+
+
+def test_an_older_copy_is_removed_when_a_new_version_loads(tmp_path: Path) -> None:
+    source, copies = tmp_path / "small.lkd", tmp_path / "copies"
+    _write(source)
+    old = PrivateCopies(copies).load(source)
+    # The same data built again: another header (build time), so another copy.
+    write_snapshot(source, _small_tables(), created=datetime.datetime(2027, 1, 1))
+    new = PrivateCopies(copies).load(source)
+    assert new.data_version == old.data_version
+    assert new.header["created"] != old.header["created"]
+    (copy,) = copies.iterdir()
+    assert copy.name.startswith(new.data_version)
+    _assert_same_tables(old, _small_tables())  # still mapped, though its file is gone
+
+
+def test_temporary_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    source, copies = tmp_path / "small.lkd", tmp_path / "copies"
+    _write(source)
+    copies.mkdir()
+    dead = copies / ".tmp-999999999-abc.lkd"  # above any pid_max
+    alive = copies / f".tmp-{os.getpid()}-abc.lkd"
+    dead.write_bytes(b"")
+    alive.write_bytes(b"")
+    PrivateCopies(copies).load(source)
+    assert not dead.exists()
+    assert alive.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "data.lkd"
+    os.mkfifo(fifo)
+    assert not is_snapshot(fifo)
+    with pytest.raises(DataFormatError, match="a FIFO, not a regular file"):
+        load_snapshot(fifo)
+    with pytest.raises(DataFormatError, match="a FIFO, not a regular file"):
+        PrivateCopies(tmp_path / "copies").load(fifo)
