@@ -31,8 +31,11 @@ each worker holds one (its owner is found from the socket inodes in ``/proc/PID/
    text addresses, ``Pss`` and ``Rss`` of each process (``/proc/PID/smaps_rollup``), their
    sums, the PSS sum against ``--workers 1`` of the same data, and the mean
    ``Private_Dirty`` of a worker (what it does not share with the supervisor or the
-   others). File-backed pages (libraries) are also shared with any other process on the
-   machine that maps them, which lowers everyone's PSS a little.
+   others). For the snapshot, also the server's mappings of its private copy of the data
+   (in its run directory, ``--run-dir``; ``/proc/PID/smaps``): the PSS of each process's
+   mappings, their sum against the copy's size (1.0: the processes share one copy of its
+   pages), and their RSS. File-backed pages (libraries) are also shared with any other
+   process on the machine that maps them, which lowers everyone's PSS a little.
 
 Prints markdown tables; ``--json`` also writes the figures.
 """
@@ -200,7 +203,8 @@ class Server:
             "json",
         ]
         if self.db is not None:
-            command += ["--db", self.db]
+            # The server's run directory (where it copies the data it maps) goes in ours.
+            command += ["--db", self.db, "--run-dir", self._dir]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         started = time.perf_counter()
@@ -479,32 +483,113 @@ def _memory_workload(seed: int) -> list[Any]:
 def _memory(workers: int, db: str | None, requests: list[Any]) -> dict[str, Any]:
     server = Server(workers, db).start()
     try:
-        conns = server.serving_connections()
-        text = _requests("text", 1_000)[0]
-        for conn in conns.values():
-            for request in requests:
-                response = conn.stub.LookupPacked(request, timeout=60)
-                assert len(response.ipv4_status) == _MEMORY_CHUNK
-            assert len(conn.stub.Lookup(text, timeout=60).status) == 1_000
-        for conn in conns.values():
-            conn.channel.close()
-        time.sleep(0.2)
+        _touch_every_worker(server, requests)
         processes = [
             {"pid": pid, "role": "supervisor" if pid == server.supervisor else "worker"}
             | {key: value for key, value in _rollup(pid).items() if key in _ROLLUP}
             for pid in server.pids
         ]
-        return {
+        entry = {
             "workers": workers,
             "data": "snapshot" if db else "embedded",
             "ready_s": server.ready_s,
             "processes": processes,
             "pss_kib": sum(p["Pss"] for p in processes),
             "rss_kib": sum(p["Rss"] for p in processes),
+            "data_mappings": _data_mappings(server) if db else None,
         }
+        if db is not None:
+            _rebuild_and_reload(server, db)
+            _touch_every_worker(server, requests)
+            entry["data_mappings_after_reload"] = _data_mappings(server)
+        return entry
     finally:
         server.stop()
         _NOTES.extend(f"memory --workers {workers} {db or 'embedded'}: {n}" for n in server.notes)
+
+
+def _touch_every_worker(server: Server, requests: list[Any]) -> None:
+    """Send every worker the memory workload (and 1,000 text addresses), then let go."""
+    conns = server.serving_connections()
+    text = _requests("text", 1_000)[0]
+    for conn in conns.values():
+        for request in requests:
+            response = conn.stub.LookupPacked(request, timeout=60)
+            assert len(response.ipv4_status) == _MEMORY_CHUNK
+        assert len(conn.stub.Lookup(text, timeout=60).status) == 1_000
+    for conn in conns.values():
+        conn.channel.close()
+    time.sleep(0.2)
+
+
+def _rebuild_and_reload(server: Server, db: str) -> None:
+    """Write the snapshot again (the same data, another build time: a new header, so a new
+    private copy), SIGHUP the server and wait until every worker reloaded it."""
+    from lookupd.datafiles.snapshot import load_snapshot, write_snapshot
+
+    before = len(_events(server, "reload"))
+    data = load_snapshot(db)
+    write_snapshot(db, data.tables)
+    del data
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while len(_events(server, "reload")) < before + server.workers:
+        server._alive("while reloading")
+        if time.monotonic() > deadline:
+            raise RuntimeError("no reload\n" + server.log_tail())
+        time.sleep(0.02)
+
+
+def _events(server: Server, name: str) -> list[dict[str, Any]]:
+    out = []
+    with contextlib.suppress(OSError):
+        for line in Path(server._dir, "log").read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("event") == name:
+                    out.append(record)
+    return out
+
+
+def _data_mappings(server: Server) -> dict[str, Any]:
+    """Each process's mappings of the server's private data copies (its run directory,
+    ``data/``, in the server's temporary directory), by file, and the copies' sizes."""
+    copies = list(Path(server._dir).glob("lookupd-run-*/data/*.lkd"))
+    by_file: dict[str, dict[str, Any]] = {}
+    for pid in server.pids:
+        role = "sup" if pid == server.supervisor else "worker"
+        for name, (rss, pss, removed) in _mapped_under(pid, server._dir).items():
+            mapping = by_file.setdefault(name, {"removed": removed, "pss_kib": [], "rss_kib": []})
+            mapping["pss_kib"].append((role, pss))
+            mapping["rss_kib"].append((role, rss))
+    return {
+        "copies": len(copies),
+        "copy_kib": max((path.stat().st_size for path in copies), default=0) / 1024,
+        "files": by_file,
+    }
+
+
+def _mapped_under(pid: int, directory: str) -> dict[str, tuple[int, int, bool]]:
+    """The RSS and PSS (KiB) of a process's mappings of each file under ``directory`` (by
+    inode, named by the path it was mapped by), and whether that path was removed."""
+    found: dict[str, tuple[int, int, bool]] = {}
+    key = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and ":" not in fields[0]:  # a mapping's header line
+            path = line.split(None, 5)[5] if len(fields) >= 6 else ""
+            key = ""
+            if path.startswith(directory + os.sep):
+                key = f"inode {fields[4]}: {Path(path.removesuffix(' (deleted)')).name}"
+                rss, pss, _ = found.get(key, (0, 0, False))
+                found[key] = (rss, pss, path.endswith(" (deleted)"))
+        elif key and fields[0] in ("Rss:", "Pss:"):
+            rss, pss, removed = found[key]
+            kib = int(fields[1])
+            found[key] = (
+                (rss + kib, pss, removed) if fields[0] == "Rss:" else (rss, pss + kib, removed)
+            )
+    return found
 
 
 _ROLLUP = ("Rss", "Pss", "Pss_Anon", "Pss_File", "Shared_Clean", "Private_Dirty")
@@ -685,6 +770,32 @@ def _report(results: dict[str, Any]) -> None:
                 f"{entry['pss_kib'] / one:.2f}x (+{_mib(entry['pss_kib'] - one)} MiB) | "
                 f"{_mib(float(np.mean(dirty)))} MiB | {entry['ready_s']:.2f} s |"
             )
+    mapped = [entry for entry in memory if entry.get("data_mappings")]
+    if mapped:
+        print()
+        print(
+            "| --workers | when | private copies on disk | copy size | mapped file | "
+            "PSS per process (MiB) | PSS sum | PSS sum / copy size | RSS per process (MiB) |"
+        )
+        print("|---:|---|---:|---:|---|---|---:|---:|---|")
+        for entry in mapped:
+            for when, key in (
+                ("start", "data_mappings"),
+                ("after a reload", "data_mappings_after_reload"),
+            ):
+                data = entry.get(key)
+                if not data:
+                    continue
+                for name, mapping in data["files"].items():
+                    pss = [kib for _, kib in mapping["pss_kib"]]
+                    print(
+                        f"| {entry['workers']} | {when} | {data['copies']} | "
+                        f"{_mib(data['copy_kib'])} MiB | {name[:24]}…"
+                        f"{' (removed)' if mapping['removed'] else ''} | "
+                        f"{' + '.join(f'{role} {_mib(k)}' for role, k in mapping['pss_kib'])} | "
+                        f"{_mib(sum(pss))} MiB | {sum(pss) / data['copy_kib']:.2f} | "
+                        f"{' + '.join(f'{role} {_mib(k)}' for role, k in mapping['rss_kib'])} |"
+                    )
     if results["notes"]:
         print()
         print("Notes (server log warnings/errors, exit statuses):")

@@ -185,18 +185,24 @@ def _check_size(path: Path, size: int, header: dict[str, Any]) -> None:
 
 
 def _link(tmp: Path, final: Path, path: Path, snapshot: Snapshot) -> Snapshot:
-    """Name the verified copy ``tmp`` as ``final``; if another process named its copy
-    first, map that one instead, so that the processes share its pages."""
+    """Name the verified copy ``tmp`` (mapped as ``snapshot``) as ``final``, and map
+    ``final``: if another process named its copy first, that one, so that the processes
+    share its pages."""
     try:
         os.link(tmp, final)
     except FileExistsError:
-        existing = _open_existing(final)
-        if existing is None:  # removed in between: ours stands in
+        pass
+    else:
+        tmp.unlink()
+    # Mapped again by its name (the same pages): what /proc/PID/maps shows, and what the
+    # next process's check for an existing copy finds.
+    existing = _open_existing(final)
+    if existing is None:  # removed in between by a newer load: ours stands in
+        with contextlib.suppress(FileNotFoundError):
             os.replace(tmp, final)
-        else:
-            with existing:
-                return map_snapshot(existing, path, verify=False)
-    return snapshot
+        return snapshot
+    with existing:
+        return map_snapshot(existing, path, verify=False)
 
 
 def _entries(directory: Path) -> Iterator[Path]:
