@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from lookupd.server.logs import (
     LOG_FORMATS,
+    REPEAT_WINDOW_S,
     JsonFormatter,
     KeyValueFormatter,
     configure,
@@ -31,17 +33,19 @@ _PAIR = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|[^\s="]*)(?:\s|$)')
 
 @pytest.fixture(autouse=True)
 def _restore_lookupd_logger() -> Iterator[None]:
-    """configure() changes the shared ``lookupd`` logger: put it back after each test."""
-    logger = logging.getLogger("lookupd")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    """configure() changes the shared ``lookupd`` and ``grpc`` loggers: put them back after
+    each test."""
+    loggers = [logging.getLogger(name) for name in ("lookupd", "grpc")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     test_logger = logging.getLogger(_LOGGER_NAME)
     test_saved = (test_logger.handlers[:], test_logger.level)
     try:
         yield
     finally:
-        logger.handlers[:] = saved[0]
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
+        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
         test_logger.handlers[:] = test_saved[0]
         test_logger.setLevel(test_saved[1])
 
@@ -461,3 +465,89 @@ def test_log_event_message_is_not_a_format_string() -> None:
     record = _event("e", "100% done, %s and %(x)s stay")
     assert record.getMessage() == "100% done, %s and %(x)s stay"
     assert _parse_kv(_kv(record))["msg"] == "100% done, %s and %(x)s stay"
+
+
+# ---------------------------------------------------------------------------------------
+# gRPC's loggers, and repeated warnings held with a count
+
+_WINDOW_S = 0.3
+_WAIT_S = 10.0
+
+
+def _wait_for_lines(stream: io.StringIO, count: int) -> list[str]:
+    """The stream's lines once there are ``count`` (bounded wait: a timer writes them)."""
+    deadline = time.monotonic() + _WAIT_S
+    while len(lines := _lines(stream)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return lines
+
+
+def test_grpc_lines_are_written_as_lookupd_lines() -> None:
+    stream = io.StringIO()
+    handler = configure("json", stream=stream)
+    grpc_logger = logging.getLogger("grpc._server")
+    try:
+        raise ValueError("bad bytes")
+    except ValueError:
+        grpc_logger.exception("Exception deserializing request!")
+    grpc_logger.info("below WARNING: gRPC's internals")
+    (line,) = _lines(stream)  # one line, the traceback inside it
+    parsed = json.loads(line)
+    assert parsed["logger"] == "grpc._server"
+    assert parsed["level"] == "error"
+    assert parsed["msg"] == "Exception deserializing request!"
+    assert "ValueError: bad bytes" in parsed["error"]
+    assert handler in logging.getLogger("grpc").handlers
+    assert logging.getLogger("grpc").propagate is False
+
+
+def test_repeats_are_held_and_counted_in_one_line_per_window() -> None:
+    stream = io.StringIO()
+    configure("json", stream=stream, repeat_window_s=_WINDOW_S)
+    logger = logging.getLogger("lookupd.tests.logs")
+    for peer in range(1000):
+        log_event(logger, logging.WARNING, "bad_request", "refused", peer=peer)
+    log_event(logger, logging.WARNING, "admin_denied", "refused")  # another kind
+    log_event(logger, logging.WARNING, "bad_request", "refused, otherwise")  # another message
+    for n in range(5):
+        log_event(logger, logging.INFO, "reload", "reloaded", n=n)  # INFO: never held
+    first = [json.loads(line) for line in _lines(stream)]
+    assert [(r["event"], r["msg"]) for r in first] == [
+        ("bad_request", "refused"),
+        ("admin_denied", "refused"),
+        ("bad_request", "refused, otherwise"),
+    ] + [("reload", "reloaded")] * 5
+    assert first[0]["peer"] == 0
+    summary = json.loads(_wait_for_lines(stream, len(first) + 1)[len(first)])
+    assert summary["msg"] == f"refused (999 more in the last {_WINDOW_S:g} s)"
+    assert summary["repeated"] == 999
+    assert summary["peer"] == 999  # the last one held
+    assert summary["level"] == "warning"
+    assert summary["event"] == "bad_request"
+
+
+def test_a_kind_without_repeats_is_forgotten_after_its_window() -> None:
+    stream = io.StringIO()
+    configure(stream=stream, repeat_window_s=_WINDOW_S)
+    logger = logging.getLogger("lookupd.tests.logs")
+    log_event(logger, logging.ERROR, "reload", "reload failed")
+    log_event(logger, logging.ERROR, "reload", "reload failed")  # held
+    assert len(_wait_for_lines(stream, 2)) == 2  # the first, then the summary of one
+    # The summary opened a window; once it ends with nothing held, the kind is new again.
+    time.sleep(4 * _WINDOW_S)
+    log_event(logger, logging.ERROR, "reload", "reload failed")
+    assert [_parse_kv(line)["msg"] for line in _lines(stream)] == [
+        "reload failed",
+        "reload failed (1 more in the last 0.3 s)",
+        "reload failed",
+    ]
+
+
+def test_the_window_defaults_to_a_minute() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+    logger = logging.getLogger("lookupd.tests.logs")
+    for _ in range(3):
+        log_event(logger, logging.WARNING, "admin_denied", "admin call refused")
+    assert len(_lines(stream)) == 1
+    assert REPEAT_WINDOW_S == 60.0

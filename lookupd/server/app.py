@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from lookupd.errors import LookupdError
 from lookupd.server.admin import AdminConfig, AdminServicer
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import DEFAULT_MAX_BATCH
 from lookupd.server.bind import bind_hosts, host_port
+from lookupd.server.guard import GuardedRegistrar
 from lookupd.server.health import HealthServicer
 from lookupd.server.logs import log_event
 from lookupd.server.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded, ReloadOutcome
@@ -128,17 +129,21 @@ class LookupServer:
             max_message_bytes=self.config.max_message_bytes, metrics=metrics
         )
         add_lookup_service(self.servicer, self._server, self._stream_pool)
+        # The other services refuse undecodable requests as the lookup service does.
+        guarded = GuardedRegistrar(self._server, metrics)
         self.admin = AdminServicer(self.config.admin.loaded(), reload, notify_others)
         lookup_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self.admin, self._server
+            self.admin, guarded
         )
         self.health = HealthServicer()
         for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (LOOKUP_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
-            self._server,
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)  # type: ignore[arg-type]
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
+            reflection.ReflectionServicer(
+                (LOOKUP_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
+            ),
+            guarded,
         )
         if self.config.admin.token_file is not None and self.config.tls is None:
             _LOGGER.warning("the admin token travels in clear text: serve with TLS")

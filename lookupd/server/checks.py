@@ -11,8 +11,12 @@ import numpy.typing as npt
 from lookupd.core.result import LookupResult
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import KeepGoing, check_batch, packed_count
+from lookupd.server.decoding import decode, scan
 from lookupd.server.errors import UnknownPolicyError
 from lookupd.v1 import lookup_pb2 as pb
+
+# CheckRegionRequest.addresses: counted on the wire before a request is decoded.
+_FIELD_ADDRESSES: int = pb.CheckRegionRequest.DESCRIPTOR.fields_by_name["addresses"].number
 
 # The verdicts and reasons of an empty check (read-only: shared by every call).
 _NO_DECISIONS = np.zeros(0, dtype=np.uint8)
@@ -35,13 +39,25 @@ class Checked:
 
 def answer_check(
     answerer: Answerer,
-    request: pb.CheckRegionRequest,
+    request: pb.CheckRegionRequest | bytes,
     keep_going: KeepGoing | None = None,
 ) -> tuple[pb.CheckRegionResponse, Checked]:
-    """Answer a ``CheckRegion`` request, with the answer per address (see :func:`check`).
+    """Answer a ``CheckRegion`` request, serialized or decoded, with the answer per address
+    (see :func:`check`).
 
-    ``keep_going`` is not asked: a check is answered in one piece.
+    A serialized request's text addresses are counted on the wire first, so a batch over
+    the limit is refused before any is decoded. ``keep_going`` is not asked: a check is
+    answered in one piece.
+
+    Raises:
+        BadRequestError: the message is malformed (invalid UTF-8 in an address or the
+            policy name included), or see :func:`check`.
+        UnknownPolicyError: see :func:`check`.
     """
+    if isinstance(request, bytes):
+        count, _ = scan(pb.CheckRegionRequest, request, _FIELD_ADDRESSES)
+        check_batch(count, answerer.max_batch)
+        request = decode(pb.CheckRegionRequest, request)
     checked = check(answerer, request.policy, request.addresses, request.ipv4, request.ipv6)
     response = pb.CheckRegionResponse(
         verdicts=checked.verdicts.tolist(),

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf.message import DecodeError
 
 from lookupd.codes import Status
 from lookupd.core import _parse, _search, reserved
@@ -25,7 +24,7 @@ from lookupd.server.batches import (
     chunks,
     packed_count,
 )
-from lookupd.server.errors import BadRequestError
+from lookupd.server.decoding import decode, scan
 from lookupd.v1 import lookup_pb2 as pb
 
 TextAnswer = tuple[bytes, npt.NDArray[np.uint8]]
@@ -53,32 +52,28 @@ def answer_lookup(
 ) -> TextAnswer:
     """Answer a ``Lookup`` request, serialized (as gRPC received it) or decoded.
 
-    A large serialized request is read straight from its bytes
-    (:func:`lookup_request_answer`); others are decoded, then answered as text.
+    A serialized request's addresses are counted on the wire first, so a batch over the
+    limit is refused before any is decoded. A large request of addresses only is read
+    straight from its bytes (:func:`lookup_request_answer`); others are decoded, then
+    answered as text.
 
     Raises:
-        BadRequestError: the message is malformed, or the batch is over the limit.
+        BadRequestError: the message is malformed (invalid UTF-8 in an address included),
+            or the batch is over the limit.
         CallAbandonedError: ``keep_going`` said stop between chunks.
     """
     if isinstance(request, bytes):
-        answer = lookup_request_answer(answerer, request, keep_going=keep_going)
-        if answer is not None:
-            return answer
-        request = _decode_lookup_request(request)
+        count, others = scan(pb.LookupRequest, request, _FIELD_ADDRESSES)
+        check_batch(count, answerer.max_batch)
+        if count > SCALAR_MOST and not others:
+            return _answer_in_place(answerer, request, count, keep_going)
+        request = decode(pb.LookupRequest, request)
     return lookup_text_answer(
         answerer,
         request.addresses,
         subdivisions=request.include_subdivisions,
         keep_going=keep_going,
     )
-
-
-def _decode_lookup_request(message: bytes) -> pb.LookupRequest:
-    try:
-        return pb.LookupRequest.FromString(message)
-    except DecodeError as exc:
-        msg = f"malformed LookupRequest: {exc}"
-        raise BadRequestError(msg) from exc
 
 
 def lookup_text_answer(
@@ -123,16 +118,27 @@ def lookup_request_answer(
     without the batch path's fixed costs).
 
     Raises:
-        BadRequestError: the batch is over the limit.
+        BadRequestError: the batch is over the limit, or an address is not valid UTF-8.
         CallAbandonedError: ``keep_going`` said stop between chunks.
     """
     count, others = _parse.scan_fields(message, _FIELD_ADDRESSES)
     if count <= SCALAR_MOST or others:
         return None
     check_batch(count, answerer.max_batch)
+    return _answer_in_place(answerer, message, count, keep_going)
+
+
+def _answer_in_place(
+    answerer: Answerer, message: bytes, count: int, keep_going: KeepGoing | None
+) -> TextAnswer:
+    """Answer the ``count`` addresses of a request of addresses only, parsed in place."""
     keys = np.empty((count, 2), dtype=np.uint64)
     status = np.empty(count, dtype=np.uint8)
-    _parse.parse_fields(message, _FIELD_ADDRESSES, keys, status)
+    invalid = _parse.parse_fields(message, _FIELD_ADDRESSES, keys, status)
+    if invalid and not message.isascii():
+        # Only an invalid address can hold bytes that are not UTF-8 (a valid one is ASCII):
+        # such a request is refused as protobuf refuses it on the other paths.
+        decode(pb.LookupRequest, message)
     labels_parts = []
     status_parts = []
     for part in chunks(count, keep_going):
@@ -180,15 +186,17 @@ def _scalar_encoded(answerer: Answerer, items: Sequence[str]) -> bytes | None:
 
 
 def answer_packed(
-    answerer: Answerer, request: pb.PackedLookupRequest, keep_going: KeepGoing | None
+    answerer: Answerer, request: pb.PackedLookupRequest | bytes, keep_going: KeepGoing | None
 ) -> tuple[pb.PackedLookupResponse, tuple[bytes, bytes]]:
-    """Answer a ``LookupPacked`` request (or one ``StreamLookup`` message), with the status
-    bytes of its IPv4 and of its IPv6 addresses.
+    """Answer a ``LookupPacked`` request (or one ``StreamLookup`` message), serialized or
+    decoded, with the status bytes of its IPv4 and of its IPv6 addresses.
 
     Raises:
-        BadRequestError: see :func:`lookup_packed`.
+        BadRequestError: the message is malformed, or see :func:`lookup_packed`.
         CallAbandonedError: ``keep_going`` said stop between chunks.
     """
+    if isinstance(request, bytes):
+        request = decode(pb.PackedLookupRequest, request)
     v4_codes, v6_codes, v4_status, v6_status = lookup_packed(
         answerer, request.ipv4, request.ipv6, keep_going=keep_going
     )

@@ -5,6 +5,11 @@ current :class:`~lookupd.server.answers.Answerer` once, ends a refused request w
 status its error stands for, and records the call in the metrics. What each RPC computes
 is a pure function of the answerer and the request (:mod:`~lookupd.server.lookups`,
 :mod:`~lookupd.server.checks`, :mod:`~lookupd.server.info`).
+
+Requests arrive as the bytes gRPC received, and are decoded inside the frame
+(:mod:`~lookupd.server.decoding`): bytes that do not decode, and a batch over the limit
+(counted on the wire, before it is decoded), are refused like any bad request, with
+INVALID_ARGUMENT, counted, and logged (rate-limited) as a ``bad_request``.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import numpy.typing as npt
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import KeepGoing
 from lookupd.server.checks import Checked, answer_check
+from lookupd.server.decoding import decode
 from lookupd.server.errors import (
     BadRequestError,
     CallAbandonedError,
     RequestError,
     UnknownPolicyError,
 )
+from lookupd.server.guard import HANDLER_FACTORIES, log_bad_request
 from lookupd.server.info import info
 from lookupd.server.lookups import answer_lookup, answer_packed
 from lookupd.v1 import lookup_pb2 as pb
@@ -96,13 +103,15 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         return self._answer("Lookup", answer_lookup, _observe_lookup, request, context)
 
     def LookupPacked(
-        self, request: pb.PackedLookupRequest, context: grpc.ServicerContext
+        self, request: pb.PackedLookupRequest | bytes, context: grpc.ServicerContext
     ) -> pb.PackedLookupResponse:
         """Answer a batch of packed addresses."""
         return self._answer("LookupPacked", answer_packed, _observe_packed, request, context)
 
     def StreamLookup(
-        self, request_iterator: Iterator[pb.PackedLookupRequest], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[pb.PackedLookupRequest | bytes],
+        context: grpc.ServicerContext,
     ) -> Iterator[pb.PackedLookupResponse]:
         """Answer each packed batch of a stream, in order (each from the data current when
         it arrives)."""
@@ -110,20 +119,22 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
             yield self._answer("StreamLookup", answer_packed, _observe_packed, request, context)
 
     def CheckRegion(
-        self, request: pb.CheckRegionRequest, context: grpc.ServicerContext
+        self, request: pb.CheckRegionRequest | bytes, context: grpc.ServicerContext
     ) -> pb.CheckRegionResponse:
         """Check a batch of addresses against a named policy."""
         return self._answer("CheckRegion", answer_check, _observe_check, request, context)
 
     def GetInfo(
-        self, request: pb.GetInfoRequest, context: grpc.ServicerContext
+        self, request: pb.GetInfoRequest | bytes, context: grpc.ServicerContext
     ) -> pb.GetInfoResponse:
         """Describe the data, policies, limits and versions."""
         return self._answer("GetInfo", self._info, _observe_call, request, context)
 
     def _info(
-        self, answerer: Answerer, request: pb.GetInfoRequest, keep_going: KeepGoing
+        self, answerer: Answerer, request: pb.GetInfoRequest | bytes, keep_going: KeepGoing
     ) -> tuple[pb.GetInfoResponse, None]:
+        if isinstance(request, bytes):
+            decode(pb.GetInfoRequest, request)  # nothing to read, but bytes may be malformed
         return info(answerer, max_message_bytes=self._max_message_bytes), None
 
     def _answer(
@@ -154,6 +165,8 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
                 # A fault of the server: its traceback is worth logging, once.
                 self._faults_logged.add(fault)
                 _LOGGER.exception("internal error answering %s (logged once)", rpc)
+            elif code == grpc.StatusCode.INVALID_ARGUMENT:
+                log_bad_request(_LOGGER, rpc, detail, context)
             self._fail(context, rpc, started, code, detail)
         if self._metrics is not None:
             observe(self._metrics, rpc, facts, time.perf_counter() - started)
@@ -196,37 +209,28 @@ def _pass_through(data: bytes) -> bytes:
     return data
 
 
-# grpc's handler factory for each (client streams, server streams) shape of an RPC.
-_HANDLER_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
-
-
 def add_lookup_service(
     servicer: LookupServicer, server: grpc.Server, stream_pool: futures.ThreadPoolExecutor
 ) -> None:
     """Register the servicer as protoc's ``add_LookupServiceServicer_to_server`` would, but
-    with ``Lookup`` answered by :meth:`LookupServicer.lookup_encoded` (already serialized)
-    and client-streaming RPCs run in ``stream_pool``.
+    with every request passed on as the bytes received (the frame decodes them), ``Lookup``
+    answered by :meth:`LookupServicer.lookup_encoded` (already serialized), and
+    client-streaming RPCs run in ``stream_pool``.
 
     The handlers are derived from the proto's service descriptor, so a new RPC needs no
     change here, only its servicer method.
     """
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in pb.DESCRIPTOR.services_by_name["LookupService"].methods:
-        request_type = getattr(pb, method.input_type.name)
         response_type = getattr(pb, method.output_type.name)
         encoded = method.name == "Lookup"
-        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        factory = HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
         behaviour = servicer.lookup_encoded if encoded else getattr(servicer, method.name)
         if method.client_streaming:
             behaviour = _in_pool(behaviour, stream_pool)
         handlers[method.name] = factory(
             behaviour,
-            request_deserializer=_pass_through if encoded else request_type.FromString,
+            request_deserializer=_pass_through,
             response_serializer=_pass_through if encoded else response_type.SerializeToString,
         )
     server.add_generic_rpc_handlers(
