@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 # Mutated inputs per target after the corpus: a few seconds each on a shared core.
-RUNS = {"parse": 4000, "wire": 4000, "formats": 1500, "snapshot": 1500}
+RUNS = {"parse": 3000, "wire": 3000, "formats": 1000, "snapshot": 1000}
 
 
 @pytest.mark.parametrize("target", sorted(RUNS))
