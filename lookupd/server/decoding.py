@@ -6,7 +6,10 @@ the message end the call with INVALID_ARGUMENT and a short message, counted like
 refusal, where gRPC's own deserializer would end it INTERNAL and log a traceback.
 
 A text batch is counted on the wire (:func:`scan`) before it is decoded, so a request over
-the batch limit is refused before protobuf makes a ``str`` per address.
+the batch limit is refused before protobuf makes a ``str`` per address. The scanner is a
+little stricter than protobuf: it also refuses groups (deprecated; no lookupd message has
+one) and the addresses field sent with another wire type, which protobuf would keep as an
+unknown field. No protobuf client sends either.
 
 Invalid UTF-8 in a ``string`` field (an address, a policy name) refuses the whole request
 wherever it is sent (INVALID_ARGUMENT, "… is not valid UTF-8"): protobuf refuses to decode
