@@ -12,11 +12,15 @@ from typing import Any
 
 import yaml
 
+from lookupd.errors import LookupdError
+from lookupd.files import read_regular
 from lookupd.policies.model import PolicyError
 from lookupd.policies.policy_set import PolicySet
 from lookupd.policies.validation import validate_document
 
 EXAMPLE_POLICIES = "example-policies.yaml"
+# Far more than any real policy file (a few KB): a larger file is not one.
+_MOST_POLICY_BYTES = 16 << 20
 
 
 def example_policies_path() -> Path:
@@ -27,16 +31,22 @@ def example_policies_path() -> Path:
 def load_policies(path: str | os.PathLike[str]) -> PolicySet:
     """Load and validate a policy file.
 
+    Only a regular file is read, and opening it never blocks: a FIFO or a device put in
+    its place is refused rather than waited on.
+
     Raises:
-        PolicyError: the file cannot be read, is not valid YAML, or breaks a rule of the
-            schema (see :mod:`lookupd.policies`); the message names the file, the policy
-            and the field.
+        PolicyError: the file cannot be read, is not a regular file, is larger than 16 MiB,
+            is not valid YAML, or breaks a rule of the schema (see :mod:`lookupd.policies`);
+            the message names the file, the policy and the field.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path, limit=_MOST_POLICY_BYTES)
     except OSError as exc:
         msg = f"{path}: cannot read the policy file: {exc.strerror or exc}"
+        raise PolicyError(msg) from exc
+    except LookupdError as exc:  # not a regular file, or too large
+        msg = f"cannot read the policy file: {exc}"
         raise PolicyError(msg) from exc
     return parse_policies(data, source=str(path))
 

@@ -18,12 +18,20 @@ from typing import NoReturn
 import grpc
 
 from lookupd.errors import LookupdError
+from lookupd.files import read_regular
 from lookupd.server.logs import log_event
 from lookupd.server.reload import ReloadOutcome
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
+
+# A token is a line; a file much larger is not a token file.
+_MOST_TOKEN_BYTES = 64 << 10
+# The token files (and modes) already warned about: the check before the start and the
+# server itself (and each worker forked after it) load the same file, and one warning is
+# enough.
+_WARNED: set[tuple[str, int]] = set()
 
 _DISABLED = (
     "admin RPCs are off on this server: start it with --admin-token-file or --admin-mtls "
@@ -60,9 +68,9 @@ class AdminConfig:
         if self.token_file is None:
             return self
         try:
-            text = self.token_file.read_text(encoding="utf-8").strip()
+            text = read_regular(self.token_file, limit=_MOST_TOKEN_BYTES).decode().strip()
             mode = os.stat(self.token_file).st_mode
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, LookupdError) as exc:
             msg = f"admin token file {self.token_file}: cannot read it: {exc}"
             raise LookupdError(msg) from exc
         if not text:
@@ -71,7 +79,8 @@ class AdminConfig:
         if len(text) < 16:
             msg = f"admin token file {self.token_file}: the token must be at least 16 characters"
             raise LookupdError(msg)
-        if mode & 0o077:
+        if mode & 0o077 and (str(self.token_file), mode) not in _WARNED:
+            _WARNED.add((str(self.token_file), mode))
             _LOGGER.warning(
                 "admin token file %s can be read by other users (mode %o): chmod 600 it",
                 self.token_file,
@@ -108,6 +117,9 @@ class AdminServicer(lookup_pb2_grpc.AdminServiceServicer):
             outcome = self._reload("admin")
         if outcome is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "data not loaded yet")
+        if outcome.busy:
+            # Never wait for it: it may be slow, and every call thread could end up waiting.
+            context.abort(grpc.StatusCode.ABORTED, outcome.error)
         if outcome.ok and self._notify_others is not None:
             # The other workers follow. Not after a failure: they would read the same files.
             self._notify_others()

@@ -236,6 +236,31 @@ class Metrics:
             "Worker processes the supervisor started again after they exited.",
             registry=registry,
         )
+        # Descriptors: process_open_fds says the same, but only in single-process mode.
+        # "livemax": the worker with the most; the limit, the same in every worker:
+        # "livemostrecent" (which ignores the supervisor's 0, never set).
+        self.open_fds = Gauge(
+            "lookupd_open_fds",
+            "Open file descriptors (connections among them) of the server process.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.max_fds = Gauge(
+            "lookupd_max_fds",
+            "The server process's limit on open file descriptors (RLIMIT_NOFILE); 0 or "
+            "absent when unlimited.",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        # "livemostrecent": the files as last read by a live worker (all read the same).
+        self.tls_certificate_expiry = Gauge(
+            "lookupd_tls_certificate_expiry_timestamp_seconds",
+            "When the TLS certificate file in use expires (its earliest notAfter), by "
+            "certificate (server, client_ca).",
+            ("certificate",),
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
 
     def _series(self, rpc: str) -> _RpcSeries:
         series = self._rpcs.get(rpc)
@@ -354,6 +379,16 @@ class Metrics:
         """Count a reload of data and policies, successful (``ok``) or failed."""
         (self._reload_ok if ok else self._reload_failed).inc()
         self.reload_duration.observe(seconds)
+
+    def set_certificate_expiry(self, certificate: str, expires: float) -> None:
+        """Record when the ``certificate`` file in use (server, client_ca) expires."""
+        self.tls_certificate_expiry.labels(certificate).set(expires)
+
+    def set_descriptors(self, count: int, limit: int | None) -> None:
+        """Record the open descriptors of this process and its limit (None: unlimited)."""
+        self.open_fds.set(count)
+        if limit is not None:
+            self.max_fds.set(limit)
 
     def worker_restarted(self) -> None:
         """Count a worker the supervisor started again (called in the supervisor)."""

@@ -22,9 +22,12 @@ log), and on a client as every call failing with UNAVAILABLE ("Failed to create 
 handshaker"). The checks use only the standard library's ``ssl`` module (OpenSSL, no extra
 dependency): the PEM BEGIN lines, then that the certificates parse and that the key belongs
 to the certificate. gRPC's own TLS (BoringSSL) reads the same files again; where ``ssl`` is
-unavailable only the BEGIN lines are checked. Not checked here: expiry, and whether the
-certificate names the server's host or is signed by a CA the peer trusts; those fail each
-handshake, as UNAVAILABLE on the client.
+unavailable only the BEGIN lines are checked. A certificate already past its notAfter is
+refused too, at start and on rotation, and each file's expiry is a metric
+(``lookupd_tls_certificate_expiry_timestamp_seconds``). The files are opened only if they
+are regular files, never blocking (a FIFO in their place is refused). Not checked here:
+whether the certificate names the server's host or is signed by a CA the peer trusts;
+those fail each handshake, as UNAVAILABLE on the client.
 """
 
 from __future__ import annotations
@@ -34,20 +37,27 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from lookupd.pem import check_with_openssl, read_pem
+from lookupd.errors import LookupdError
+from lookupd.files import read_regular
+from lookupd.pem import PemKind, check_not_expired, check_with_openssl, read_pem
 from lookupd.server.logs import log_event
 from lookupd.server.reload import FileState, file_state
+
+if TYPE_CHECKING:
+    from lookupd.server.metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 
 # auth_context() keys of the peer's certificate (set only when the peer presented one).
 _COMMON_NAME = "x509_common_name"
 _SUBJECT_ALT_NAME = "x509_subject_alternative_name"
+# Far more than any certificate chain or CA bundle: a larger file is not one.
+_MOST_PEM_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +82,18 @@ class ServerTLS:
         fork (gRPC does not survive a fork), such as a supervisor of worker processes."""
         self._load()
 
-    def credentials(self) -> grpc.ServerCredentials:
+    def credentials(self, metrics: Metrics | None = None) -> grpc.ServerCredentials:
         """Read and check the files; return the credentials for ``add_secure_port``.
 
         The credentials follow the files: before each new connection's handshake, gRPC asks
         :class:`_Rotation` whether they changed (three ``stat`` calls); a new certificate,
         key or client CA that passes the same checks is used from then on, so a renewed
         certificate needs no restart. One that does not is logged once and the current one
-        stays. Connections already open keep the certificate they were made with.
+        stays. Connections already open keep the certificate they were made with. The
+        certificates' expiry times go to ``metrics`` at start and on each rotation.
         """
-        cert, key, client_ca = self._load()
-        rotation = _Rotation(self)
+        cert, key, client_ca = self._load(metrics)
+        rotation = _Rotation(self, metrics)
         # require_client_authentication=False makes gRPC not request a client certificate
         # at all (rather than request and not verify one), which peer_identities relies on.
         return grpc.dynamic_ssl_server_credentials(
@@ -96,12 +107,30 @@ class ServerTLS:
         """The files' states (inode, size, mtime), to tell when one was replaced."""
         return tuple(file_state(path) for path in (self.cert, self.key, self.client_ca))
 
-    def _load(self) -> tuple[bytes, bytes, bytes | None]:
-        cert = read_pem(self.cert, "certificate")
-        key = read_pem(self.key, "private key")
-        client_ca = read_pem(self.client_ca, "CA certificate") if self.client_ca else None
+    def _load(self, metrics: Metrics | None = None) -> tuple[bytes, bytes, bytes | None]:
+        cert = _read(self.cert, "certificate")
+        key = _read(self.key, "private key")
+        client_ca = _read(self.client_ca, "CA certificate") if self.client_ca else None
+        # OpenSSL opens the files again by name: each was just found to be a regular file.
         check_with_openssl(self.cert, self.key, self.client_ca)
+        expiries = {"server": check_not_expired(self.cert, "certificate", cert)}
+        if self.client_ca is not None and client_ca is not None:
+            expiries["client_ca"] = check_not_expired(self.client_ca, "CA certificate", client_ca)
+        if metrics is not None:
+            for name, expires in expiries.items():
+                metrics.set_certificate_expiry(name, expires)
         return cert, key, client_ca
+
+
+def _read(path: Path, kind: PemKind) -> bytes:
+    """Read a PEM file if it is a regular file (never blocking) and check its kind."""
+    try:
+        data = read_regular(path, limit=_MOST_PEM_BYTES)
+    except (OSError, LookupdError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        msg = f"cannot read the TLS {kind} {path}: {reason}"
+        raise LookupdError(msg) from exc
+    return read_pem(path, kind, data=data)
 
 
 def _configuration(
@@ -113,8 +142,9 @@ def _configuration(
 class _Rotation:
     """gRPC's certificate-configuration fetcher for :meth:`ServerTLS.credentials`."""
 
-    def __init__(self, tls: ServerTLS) -> None:
+    def __init__(self, tls: ServerTLS, metrics: Metrics | None) -> None:
         self._tls = tls
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._states = tls.states()
 
@@ -127,7 +157,7 @@ class _Rotation:
                 if states == self._states:
                     return None
                 self._states = states  # each new state is tried once
-            cert, key, client_ca = self._tls._load()
+            cert, key, client_ca = self._tls._load(self._metrics)
             configuration = _configuration(cert, key, client_ca)
         except Exception as exc:  # a bad file must not fail handshakes: keep the current
             log_event(
