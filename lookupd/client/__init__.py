@@ -24,6 +24,7 @@ from lookupd.client.aio import AsyncClient
 from lookupd.client.channel import (
     DEFAULT_CHANNELS,
     DEFAULT_IN_FLIGHT,
+    DEFAULT_KEEPALIVE_S,
     DEFAULT_TIMEOUT_S,
     ServerError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_CHANNELS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_IN_FLIGHT",
+    "DEFAULT_KEEPALIVE_S",
     "DEFAULT_TIMEOUT_S",
     "Addresses",
     "Answers",

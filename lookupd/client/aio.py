@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lookupd.client.channel import (
     DEFAULT_CHANNELS,
     DEFAULT_IN_FLIGHT,
+    DEFAULT_KEEPALIVE_S,
     DEFAULT_TIMEOUT_S,
     Connected,
     ServerError,
@@ -59,8 +60,11 @@ class AsyncClient(Connected):
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         tls: ClientTLS | None = None,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
-        super().__init__(target, channels, chunk_size, in_flight, timeout_s, tls, "aio")
+        super().__init__(
+            target, channels, chunk_size, in_flight, timeout_s, tls, "aio", keepalive_s
+        )
 
     async def lookup(
         self,

@@ -21,6 +21,11 @@ DEFAULT_IN_FLIGHT = 2
 # processes of `lookupd serve --workers N`, so one connection would use one worker.
 DEFAULT_CHANNELS = 4
 DEFAULT_TIMEOUT_S = 30.0
+# Each connection is pinged after this long without activity (calls in flight or not), and
+# given up if the ping is not answered within half of it: a server that stopped or vanished
+# is noticed within 15 s (the calls on it fail with UNAVAILABLE and the retried ones move to
+# a new connection) instead of at each call's deadline. lookupd serve accepts a ping a second.
+DEFAULT_KEEPALIVE_S = 10.0
 # Answers are smaller than requests, but subdivisions and the text RPC can be large.
 _MAX_RECEIVE_BYTES = 64 << 20
 # Calls gRPC retries: those that change nothing on the server, so that running one twice
@@ -73,14 +78,30 @@ def server_error(error: grpc.RpcError) -> ServerError:
     return ServerError(code, details or "")
 
 
-def channel_options(channels: int, tls: ClientTLS | None = None) -> list[tuple[str, Any]]:
-    """Return the options of each of a client's ``channels`` channels: limits, retries, TLS."""
+def channel_options(
+    channels: int, tls: ClientTLS | None = None, keepalive_s: float = DEFAULT_KEEPALIVE_S
+) -> list[tuple[str, Any]]:
+    """Return the options of each of a client's ``channels`` channels: limits, retries,
+    keepalive (``keepalive_s``; 0: none), TLS."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         ("grpc.per_rpc_retry_buffer_size", _RETRY_BUFFER_BYTES),
     ]
+    if keepalive_s > 0:
+        # gRPC core waits for a ping's answer for the ping timeout (60 s by default),
+        # whatever the keepalive timeout says: both are set.
+        timeout_ms = max(1, round(keepalive_s * 500))
+        options += [
+            ("grpc.keepalive_time_ms", max(1, round(keepalive_s * 1000))),
+            ("grpc.keepalive_timeout_ms", timeout_ms),
+            ("grpc.http2.ping_timeout_ms", timeout_ms),
+            # Idle connections too, so that a call never starts on a dead one; and as
+            # many pings as it takes (gRPC stops after 2 without data otherwise).
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
     if channels > 1:
         # Channels to one target otherwise share one connection (gRPC pools them).
         options.append(("grpc.use_local_subchannel_pool", 1))
@@ -106,9 +127,13 @@ class Connected:
         timeout_s: float | None,
         tls: ClientTLS | None,
         api: Literal["sync", "aio"],
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
         if channels < 1 or chunk_size < 1 or in_flight < 1:
             msg = "channels, chunk_size and in_flight must be at least 1"
+            raise ValueError(msg)
+        if not keepalive_s >= 0:  # NaN too
+            msg = f"keepalive_s must be 0 (no keepalive) or more, not {keepalive_s!r}"
             raise ValueError(msg)
         self.target = target
         """``HOST:PORT`` of the server."""
@@ -121,7 +146,7 @@ class Connected:
         self._in_flight = in_flight * channels
         # Read the files once, before any channel: a bad one fails here, naming it.
         credentials = tls.credentials() if tls is not None else None
-        options = channel_options(channels, tls)
+        options = channel_options(channels, tls, keepalive_s)
         module: Any = grpc.aio if api == "aio" else grpc
         self._channels: list[Any] = [
             module.insecure_channel(target, options=options)

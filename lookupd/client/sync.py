@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lookupd.client.channel import (
     DEFAULT_CHANNELS,
     DEFAULT_IN_FLIGHT,
+    DEFAULT_KEEPALIVE_S,
     DEFAULT_TIMEOUT_S,
     Connected,
     ServerError,
@@ -55,9 +56,15 @@ class Client(Connected):
         timeout_s: deadline of each call (retries included).
         tls: connect over TLS, verifying the server with its CA and presenting its client
             certificate if it has one (:class:`lookupd.client.tls.ClientTLS`); None: plaintext.
+        keepalive_s: ping each connection after this long without activity, and drop it
+            if the ping is not answered within half of it: a stopped or vanished server is
+            noticed within seconds, not at each call's deadline. 0: no pings. lookupd serve
+            accepts a ping a second; other servers may want fewer (gRPC's default allows
+            one every 5 minutes, and ends connections pinged more often).
 
     Raises:
-        ValueError: ``channels``, ``chunk_size`` or ``in_flight`` is under 1.
+        ValueError: ``channels``, ``chunk_size`` or ``in_flight`` is under 1, or
+            ``keepalive_s`` is negative.
         LookupdError: a file of ``tls`` cannot be read or is not a usable PEM file.
     """
 
@@ -70,8 +77,11 @@ class Client(Connected):
         in_flight: int = DEFAULT_IN_FLIGHT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         tls: ClientTLS | None = None,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
-        super().__init__(target, channels, chunk_size, in_flight, timeout_s, tls, "sync")
+        super().__init__(
+            target, channels, chunk_size, in_flight, timeout_s, tls, "sync", keepalive_s
+        )
 
     def lookup(
         self,
