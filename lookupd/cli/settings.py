@@ -156,6 +156,63 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         config_field="max_streams",
     ),
     Setting(
+        "--stream-idle-timeout",
+        "LOOKUPD_STREAM_IDLE_TIMEOUT_S",
+        "seconds",
+        "end a StreamLookup stream that sends no message for this long (0: never)",
+        config_field="stream_idle_timeout_s",
+    ),
+    Setting(
+        "--max-concurrent-streams",
+        "LOOKUPD_MAX_CONCURRENT_STREAMS",
+        "count",
+        "most calls in flight on one connection (more wait in the client)",
+        config_field="max_concurrent_streams",
+    ),
+    Setting(
+        "--handshake-timeout",
+        "LOOKUPD_HANDSHAKE_TIMEOUT_S",
+        "seconds",
+        "close a new connection that has not finished its TLS and HTTP/2 handshake by then",
+        config_field="handshake_timeout_s",
+    ),
+    Setting(
+        "--keepalive",
+        "LOOKUPD_KEEPALIVE_S",
+        "seconds",
+        "ping a connection after this long without activity (0: never)",
+        config_field="keepalive_s",
+    ),
+    Setting(
+        "--keepalive-timeout",
+        "LOOKUPD_KEEPALIVE_TIMEOUT_S",
+        "seconds",
+        "close a connection whose ping is not answered within this",
+        config_field="keepalive_timeout_s",
+    ),
+    Setting(
+        "--max-connection-idle",
+        "LOOKUPD_MAX_CONNECTION_IDLE_S",
+        "seconds",
+        "close a connection with no call for this long (0: never)",
+        config_field="max_connection_idle_s",
+    ),
+    Setting(
+        "--max-connection-age",
+        "LOOKUPD_MAX_CONNECTION_AGE_S",
+        "seconds",
+        "close every connection after about this long, so clients spread over new "
+        "replicas (0: never)",
+        config_field="max_connection_age_s",
+    ),
+    Setting(
+        "--max-connection-age-grace",
+        "LOOKUPD_MAX_CONNECTION_AGE_GRACE_S",
+        "seconds",
+        "seconds the calls in flight on a connection past its age get to finish",
+        config_field="max_connection_age_grace_s",
+    ),
+    Setting(
         "--max-batch",
         "LOOKUPD_MAX_BATCH",
         "count",
@@ -189,6 +246,14 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         "seconds",
         "seconds between checks for changed data and policy files (0: off)",
         config_field="watch_interval_s",
+    ),
+    Setting(
+        "--heartbeat-timeout",
+        "LOOKUPD_HEARTBEAT_TIMEOUT_S",
+        "seconds",
+        "with several workers: seconds a worker may send no heartbeat before it is replaced "
+        "(0: off)",
+        config_field="heartbeat_timeout_s",
     ),
     Setting(
         "--metrics-port",
@@ -268,6 +333,14 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         "str",
         "write the port here once listening (with --port 0)",
         default_from="none",
+    ),
+    Setting(
+        "--run-dir",
+        "LOOKUPD_RUN_DIR",
+        "str",
+        "directory in which the server makes its private run directory (metrics files, "
+        "private copies of the data), removed at exit",
+        default_from="$TMPDIR, else /tmp",
     ),
 )
 SETTINGS_BY_DEST: dict[str, Setting] = {setting.dest: setting for setting in SERVE_SETTINGS}

@@ -19,16 +19,36 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from lookupd.datafiles.private_copy import PrivateCopies
 from lookupd.errors import LookupdError
 from lookupd.server.admin import AdminConfig, AdminServicer
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import DEFAULT_MAX_BATCH
-from lookupd.server.bind import bind_hosts, host_port
+from lookupd.server.bind import bind_hosts, host_port, refuse_in_use
+from lookupd.server.connections import (
+    DEFAULT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_KEEPALIVE_S,
+    DEFAULT_KEEPALIVE_TIMEOUT_S,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONNECTION_AGE_GRACE_S,
+    DEFAULT_MAX_CONNECTION_AGE_S,
+    DEFAULT_MAX_CONNECTION_IDLE_S,
+    connection_options,
+)
+from lookupd.server.descriptors import DescriptorWatch
 from lookupd.server.guard import GuardedRegistrar
 from lookupd.server.health import HealthServicer
 from lookupd.server.logs import log_event
-from lookupd.server.reload import DEFAULT_WATCH_INTERVAL_S, Loader, Preloaded, ReloadOutcome
+from lookupd.server.reload import (
+    DEFAULT_WATCH_INTERVAL_S,
+    Loader,
+    Preloaded,
+    ReloadOutcome,
+    ReloadRequests,
+)
+from lookupd.server.rundir import RunDir
 from lookupd.server.servicer import LookupServicer, add_lookup_service
+from lookupd.server.streams import DEFAULT_STREAM_IDLE_S
 from lookupd.v1 import lookup_pb2_grpc
 from lookupd.wire import ADMIN_SERVICE, HEALTH_SERVICE_NAMES, LOOKUP_SERVICE
 
@@ -50,6 +70,9 @@ DEFAULT_THREADS = 8
 # and can never starve unary calls: more streams than this wait for a thread.
 DEFAULT_MAX_STREAMS = 16
 DEFAULT_GRACE_S = 5.0
+# Long enough for a worker loading a large source file, short enough that clients stuck on
+# a stopped worker's connections wait seconds, not for ever.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 # 8 MiB: a full default batch of text (100,000 addresses of up to 45 characters plus 2 bytes
 # of framing each is 4.7 MB) fits; gRPC's own default of 4 MiB would not.
 DEFAULT_MAX_MESSAGE_BYTES = 8 << 20
@@ -85,6 +108,27 @@ class ServerConfig:
     reuse_port: bool = False
     """Let other processes bind the same port (SO_REUSEPORT): for worker processes only,
     since otherwise a second server on a busy port would start silently."""
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+    """With worker processes: how long a worker may send no heartbeat before the supervisor
+    kills and replaces it (stopped, or its threads starved of the GIL); 0 turns it off."""
+    # Connections and streams (see lookupd.server.connections for the defaults' reasons);
+    # 0 seconds turns a limit off.
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    """How long a new connection may take to finish its TLS and HTTP/2 handshake."""
+    keepalive_s: float = DEFAULT_KEEPALIVE_S
+    """Ping a connection after this long without activity."""
+    keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    """Close a connection whose ping is not acknowledged within this (0: gRPC's own)."""
+    max_connection_idle_s: float = DEFAULT_MAX_CONNECTION_IDLE_S
+    """Close a connection with no call in flight for this long."""
+    max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S
+    """Close every connection after about this long (gRPC adds +-10%)."""
+    max_connection_age_grace_s: float = DEFAULT_MAX_CONNECTION_AGE_GRACE_S
+    """How long the calls in flight on a connection past its age may take to finish."""
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
+    """Most calls in flight on one connection (HTTP/2 streams; more wait in the client)."""
+    stream_idle_timeout_s: float = DEFAULT_STREAM_IDLE_S
+    """End a StreamLookup stream that sends no message for this long."""
 
 
 class LookupServer:
@@ -122,11 +166,14 @@ class LookupServer:
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", int(self.config.reuse_port)),
+                *connection_options(self.config),
             ],
         )
         # 2. Add the servicers: lookup, admin, health (NOT_SERVING until loaded), reflection.
         self.servicer = LookupServicer(
-            max_message_bytes=self.config.max_message_bytes, metrics=metrics
+            max_message_bytes=self.config.max_message_bytes,
+            metrics=metrics,
+            stream_idle_s=self.config.stream_idle_timeout_s,
         )
         add_lookup_service(self.servicer, self._server, self._stream_pool)
         # The other services refuse undecodable requests as the lookup service does.
@@ -149,6 +196,8 @@ class LookupServer:
             _LOGGER.warning("the admin token travels in clear text: serve with TLS")
         self.port = 0
         self.address = ""
+        self._metrics = metrics
+        self._descriptors = DescriptorWatch(metrics)
 
     def start(self) -> LookupServer:
         """Bind the port and start serving (UNAVAILABLE until :meth:`load`).
@@ -156,13 +205,17 @@ class LookupServer:
         Raises:
             LookupdError: the address cannot be bound, or the TLS files cannot be read.
         """
-        # 3. Bind.
-        credentials = self.config.tls.credentials() if self.config.tls else None
+        # 3. Bind. Alone on the port (not a worker): refuse it if another server listens
+        # there, before gRPC tries (it would log its own error lines first).
+        if not self.config.reuse_port:
+            refuse_in_use(self.config.host, self.config.port)
+        credentials = self.config.tls.credentials(self._metrics) if self.config.tls else None
         self.address, self.port = _bind(
             self._server, self.config.host, self.config.port, credentials
         )
-        # 4. Start.
+        # 4. Start, and watch the descriptors that connections take.
         self._server.start()
+        self._descriptors.start()
         return self
 
     def load(self, answerer: Answerer) -> None:
@@ -186,6 +239,7 @@ class LookupServer:
         self.health.end_watches()
         self._server.stop(grace).wait()
         self._stream_pool.shutdown(wait=False)
+        self._descriptors.stop()
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the server stops (or ``timeout_s`` passes); return True if it stopped."""
@@ -232,6 +286,7 @@ def serve(
     notify_others: Callable[[], None] | None = None,
     preloaded: Preloaded | None = None,
     on_serving: Callable[[], None] | None = None,
+    run_dir: RunDir | None = None,
 ) -> None:
     """Run the server until SIGTERM or SIGINT (or ``stop_event``), then stop gracefully.
 
@@ -250,15 +305,22 @@ def serve(
         preloaded: the data and policies, loaded already (by a supervisor before forking);
             files changed since are reloaded at once.
         on_serving: called once the data and policies are loaded and calls are answered.
+        run_dir: where a snapshot's private copy is kept (see
+            :mod:`lookupd.datafiles.private_copy`); None: a run directory of its own in
+            the system's temporary directory, removed on return.
 
     Raises:
-        LookupdError: the port cannot be bound, or the data or policies cannot be loaded.
+        LookupdError: the port cannot be bound, the run directory cannot be made, or the
+            data or policies cannot be loaded.
     """
     config = config or ServerConfig()
     stop = stop_event or threading.Event()
+    run = run_dir or RunDir.create()
     metrics, metrics_server = _start_metrics(metrics_address)
     reload = _LateReload()
-    restore = _handle_signals(stop, lambda: reload("signal"))
+    # SIGHUP: a byte on a pipe, read by one thread that reloads (a burst is one reload).
+    requests = ReloadRequests(lambda: reload("signal"))
+    restore = _handle_signals(stop, requests.request)
     try:
         # 1-2. Build the server and add the servicers; 3-4. bind and start.
         server = LookupServer(config, metrics=metrics, reload=reload, notify_others=notify_others)
@@ -271,19 +333,23 @@ def serve(
             max_batch=config.max_batch,
             metrics=metrics,
             preloaded=preloaded,
+            copies=PrivateCopies(run.data),
         )
         _load(server, loader, stop)
         _announce(server, port_file, on_serving)
         _wait_then_stop(server, stop)
     finally:
         restore()
+        requests.close()
         if metrics_server is not None:
             metrics_server.close()
+        if run_dir is None:
+            run.remove()
 
 
 class _LateReload:
     """What the admin ``Reload`` RPC and SIGHUP call: the loader's reload once it has loaded
-    the data; nothing before (None)."""
+    the data; nothing before (None). It never waits for a reload in progress."""
 
     loader: Loader | None = None
 
@@ -291,7 +357,7 @@ class _LateReload:
         loader = self.loader
         if loader is None or loader.current is None:
             return None
-        return loader.reload(trigger)
+        return loader.reload_now(trigger)
 
 
 def _start_metrics(
@@ -373,8 +439,9 @@ def _wait_then_stop(server: LookupServer, stop: threading.Event) -> None:
 
 
 def _handle_signals(stop: threading.Event, reload: Callable[[], object]) -> Callable[[], None]:
-    """Make SIGTERM and SIGINT set ``stop``, and SIGHUP call ``reload`` in a thread; return
-    a function restoring the old handlers."""
+    """Make SIGTERM and SIGINT set ``stop``, and SIGHUP call ``reload`` (which must be safe
+    in a signal handler: see :class:`ReloadRequests`); return a function restoring the old
+    handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -383,8 +450,8 @@ def _handle_signals(stop: threading.Event, reload: Callable[[], object]) -> Call
         stop.set()
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
-        # Off the main thread: a reload can take seconds, and stop must stay responsive.
-        threading.Thread(target=reload, name="lookupd-reload", daemon=True).start()
+        # Only a request: the reload runs in a thread, so stop stays responsive.
+        reload()
 
     handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hangup}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}

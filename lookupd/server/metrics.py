@@ -237,13 +237,14 @@ class Metrics:
             registry=registry,
         )
         # Descriptors: process_open_fds says the same, but only in single-process mode.
-        # "livemax": the worker with the most; the limit, the same in every worker:
-        # "livemostrecent" (which ignores the supervisor's 0, never set).
+        # "livemostrecent" (which ignores the supervisor's 0, never set): the worker that
+        # counted last (each counts every second, and the kernel spreads connections
+        # evenly); the limit is the same in every worker.
         self.open_fds = Gauge(
             "lookupd_open_fds",
             "Open file descriptors (connections among them) of the server process.",
             registry=registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livemostrecent",
         )
         self.max_fds = Gauge(
             "lookupd_max_fds",

@@ -36,7 +36,9 @@ from lookupd.server.errors import (
 )
 from lookupd.server.guard import HANDLER_FACTORIES, log_bad_request
 from lookupd.server.info import info
+from lookupd.server.logs import log_event
 from lookupd.server.lookups import answer_lookup, answer_packed
+from lookupd.server.streams import DEFAULT_STREAM_IDLE_S, StreamIdleError, within_idle_timeout
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 from lookupd.wire import LOOKUP_SERVICE
@@ -76,10 +78,17 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
     one data version even if another is loaded during the call.
     """
 
-    def __init__(self, *, max_message_bytes: int, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        metrics: Metrics | None = None,
+        stream_idle_s: float = DEFAULT_STREAM_IDLE_S,
+    ) -> None:
         self._answerer: Answerer | None = None
         self._max_message_bytes = max_message_bytes
         self._metrics = metrics
+        self._stream_idle_s = stream_idle_s
         # (RPC, exception type) of the faults whose traceback is logged already: once each,
         # so a client repeating a request that trips a bug cannot fill the log.
         self._faults_logged: set[tuple[str, type[BaseException]]] = set()
@@ -114,9 +123,22 @@ class LookupServicer(lookup_pb2_grpc.LookupServiceServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[pb.PackedLookupResponse]:
         """Answer each packed batch of a stream, in order (each from the data current when
-        it arrives)."""
-        for request in request_iterator:
-            yield self._answer("StreamLookup", answer_packed, _observe_packed, request, context)
+        it arrives); end a stream that sends no message within the idle timeout with
+        DEADLINE_EXCEEDED (see :mod:`lookupd.server.streams`)."""
+        try:
+            for request in within_idle_timeout(request_iterator, self._stream_idle_s):
+                yield self._answer("StreamLookup", answer_packed, _observe_packed, request, context)
+        except StreamIdleError as exc:
+            log_event(
+                _LOGGER,
+                logging.INFO,
+                "stream_idle",
+                f"stream ended: no message for {exc.idle_s:g} s",
+                peer=context.peer(),
+                idle_s=exc.idle_s,
+            )
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            self._fail(context, "StreamLookup", time.perf_counter(), code, str(exc))
 
     def CheckRegion(
         self, request: pb.CheckRegionRequest | bytes, context: grpc.ServicerContext
