@@ -1,4 +1,4 @@
-"""Exceptions raised by lookupd, all under one root."""
+"""Exceptions raised by lookupd, all under one root, and how their messages quote input."""
 
 
 class LookupdError(Exception):
@@ -15,3 +15,19 @@ class DataFormatError(LookupdError):
 
 class InvalidAddressError(LookupdError, ValueError):
     """A single address given to ``lookup_one`` is not a valid IPv4 or IPv6 address."""
+
+
+QUOTE_CHARS = 100
+"""The most characters of an input (a line, an address, a name) that an error message quotes."""
+
+
+def quoted(text: str | bytes, limit: int = QUOTE_CHARS) -> str:
+    """Return ``repr(text)``, cut after ``limit`` characters (and then saying how long it was).
+
+    Messages quote the input they refuse; that input may be a megabyte line or a hostile
+    request field, and the message must stay one short line.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    unit = "bytes" if isinstance(text, bytes) else "characters"
+    return f"{text[:limit]!r}... ({len(text):,} {unit})"

@@ -1,7 +1,9 @@
 """``lookupd lookup``: the country of each address, from local data or from a server.
 
 Addresses come from the arguments or, with ``-``, from stdin, which is answered block by
-block so output starts before input ends (a pipeline of millions of lines streams).
+block so output starts before input ends (a pipeline of millions of lines streams). A line
+of stdin longer than :data:`~lookupd.datafiles.formats.lines.MAX_LINE_BYTES` is refused
+(exit status 2) before more of it is read, so memory stays bounded whatever comes in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from lookupd.cli.tls import add_client_tls_flags, any_client_tls_flag, client_tl
 from lookupd.codes import Status
 from lookupd.core.database import Database
 from lookupd.core.labels import split_label
+from lookupd.datafiles.formats.lines import MAX_LINE_BYTES, check_lines, too_long
 from lookupd.datafiles.open import open_database
+from lookupd.errors import quoted
 
 if TYPE_CHECKING:
     from lookupd.client import Client
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
 # Printed for a valid address that no range covers.
 NO_COUNTRY = "--"
 _STDIN_CHUNK_BYTES = 1 << 20
+_STDIN = "stdin"
+_BOM = b"\xef\xbb\xbf"
 # What the line parser strips around an address (and nothing else).
 _BLANKS = b" \t\r"
 
@@ -36,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Print 'ADDRESS<TAB>COUNTRY' per address, COUNTRY being '--' where the data has "
             "none. Invalid addresses are reported on stderr by position and skipped; the "
             "exit status is then 1. With '-', read one address per line from stdin "
-            "(streamed; blank lines are skipped; surrounding whitespace is ignored)."
+            "(streamed; blank lines are skipped; surrounding whitespace is ignored; a line "
+            f"longer than {MAX_LINE_BYTES:,} bytes stops the command with exit status 2)."
         ),
     )
     lookup.add_argument("addresses", nargs="+", metavar="IP", help="addresses, or - for stdin")
@@ -95,7 +102,10 @@ def _lookup_arguments(db: Database, addresses: list[str], out: BinaryIO, codes: 
         zip(addresses, result.labels.tolist(), result.status.tolist(), strict=True), start=1
     ):
         if status == Status.INVALID_ADDRESS:
-            print(f"lookupd: argument {position}: not an IP address: {address!r}", file=sys.stderr)
+            print(
+                f"lookupd: argument {position}: not an IP address: {quoted(address)}",
+                file=sys.stderr,
+            )
             invalid += 1
             continue
         lines.append(address.encode() + b"\t" + codes[label] + b"\n")
@@ -119,9 +129,9 @@ def _lookup_stream(db: Database, source: BinaryIO, out: BinaryIO, codes: list[by
             address = line.strip(_BLANKS)
             if status == Status.INVALID_ADDRESS:
                 if address:
-                    text = address.decode("utf-8", "backslashreplace")
+                    text = quoted(address.decode("utf-8", "backslashreplace"))
                     print(
-                        f"lookupd: line {first_line + offset}: not an IP address: {text!r}",
+                        f"lookupd: line {first_line + offset}: not an IP address: {text}",
                         file=sys.stderr,
                     )
                     invalid += 1
@@ -135,8 +145,16 @@ def _lookup_stream(db: Database, source: BinaryIO, out: BinaryIO, codes: list[by
 
 
 def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
-    """Yield runs of whole lines (each ending in a newline, except maybe the last)."""
+    """Yield runs of whole lines (each ending in a newline, except maybe the last).
+
+    A UTF-8 byte order mark at the start is dropped.
+
+    Raises:
+        LineTooLongError: a line is longer than :data:`MAX_LINE_BYTES`.
+    """
     pending = b""
+    line = 1  # the number of pending's line
+    start = True
     while True:
         data = (
             source.read1(_STDIN_CHUNK_BYTES)
@@ -146,10 +164,21 @@ def _line_blocks(source: BinaryIO) -> Iterator[bytes]:
         if not data:
             break
         data = pending + data
+        if start:
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                pending = data  # too short to tell yet
+                continue
+            start = False
+            data = data.removeprefix(_BOM)
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
+        if len(pending) > MAX_LINE_BYTES:
+            raise too_long(_STDIN, line + data.count(b"\n", 0, cut))
         if cut:
-            yield data[:cut]
+            block = data[:cut]
+            check_lines(block, _STDIN, line)
+            line += block.count(b"\n")
+            yield block
     if pending:
         yield pending
 
@@ -209,7 +238,7 @@ def _answer_remotely(
         zip(addresses, answers.countries.tolist(), answers.status.tolist(), strict=True)
     ):
         if status == Status.INVALID_ADDRESS:
-            print(f"lookupd: {where[i]}: not an IP address: {address!r}", file=sys.stderr)
+            print(f"lookupd: {where[i]}: not an IP address: {quoted(address)}", file=sys.stderr)
             invalid += 1
             continue
         line = f"{address}\t{country or NO_COUNTRY}"

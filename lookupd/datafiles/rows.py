@@ -6,7 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, build_table
-from lookupd.errors import DataFormatError
+from lookupd.errors import DataFormatError, quoted
+
+MAX_LABEL_CHARS = 64
+"""The longest label a source may give: codes are a few characters (``US``, ``UA-43``)."""
 
 
 @dataclass(slots=True)
@@ -27,6 +30,9 @@ class RangeRows:
         """Return the index of ``name`` in the label table, adding it if new."""
         index = self._label_index.get(name)
         if index is None:
+            if len(name) > MAX_LABEL_CHARS:
+                msg = f"label longer than {MAX_LABEL_CHARS} characters: {quoted(name)}"
+                raise DataFormatError(msg)
             index = len(self.label_names)
             if index >= MAX_LABELS:
                 msg = f"more than {MAX_LABELS - 1} distinct labels"

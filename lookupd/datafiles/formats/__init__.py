@@ -11,6 +11,7 @@ carries a first-level ISO 3166-2 subdivision, ``COUNTRY-SUBDIVISION`` (``UA-43``
 
 from __future__ import annotations
 
+import codecs
 import csv
 import importlib
 import os
@@ -19,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lookupd.core import _parse
-from lookupd.datafiles.formats._text import READ_ERRORS, open_text
+from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_binary, open_text
 from lookupd.datafiles.rows import RangeRows
-from lookupd.errors import DataFormatError
+from lookupd.datafiles.snapshot import MAGIC, is_snapshot
+from lookupd.errors import DataFormatError, quoted
+from lookupd.files import open_regular
 
 Progress = Callable[[int, int], None]
 """Called now and then with (work done, total work), in a unit of the reader's choosing."""
@@ -56,6 +59,9 @@ _LOCATIONS_FILE = (
 # Detection reads at most this many lines of at most this many characters.
 _DETECT_MAX_LINES = 1000
 _DETECT_LINE_CHARS = 64 * 1024
+# A text format is told from binary data by this many first bytes (decompressed).
+_SNIFF_BYTES = 8 * 1024
+_SNAPSHOT_SUFFIX = ".lkd"
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -67,6 +73,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     1. A directory holding ``*-Blocks-IPv4.csv`` / ``*-Blocks-IPv6.csv`` files (the
        GeoLite2 CSV zip, extracted): ``geolite2-csv``.
     2. A name ending ``.mmdb``, or the MaxMind DB metadata marker near the end: ``mmdb``.
+       A name ending ``.lkd``, or a start like a snapshot's (which is not a source: it was
+       not read as one because it is not a valid snapshot): an error, "not a lookupd
+       snapshot". Binary data (not UTF-8 in the first 8 KiB): an error.
     3. A name containing ``-Blocks-IPv``: ``geolite2-csv``; ``-Locations-``: an error
        saying to pass the Blocks files.
     4. By the first line that is not blank or a ``#`` comment: a header starting
@@ -92,6 +101,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         name = name.removesuffix(suffix)
     if name.endswith(".mmdb") or _has_mmdb_marker(path):
         return "mmdb"
+    _refuse_binary(path, name)
     if "-blocks-ipv" in name:
         return "geolite2-csv"
     if "-locations-" in name:
@@ -123,7 +133,7 @@ def read_source(
 
 def _has_mmdb_marker(path: Path) -> bool:
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - _MMDB_TAIL_BYTES))
             return _MMDB_MARKER in handle.read()
@@ -154,8 +164,8 @@ def _detect_csv(path: Path) -> str:
         (f.isascii() and f.isdigit()) or _parse.parse_one(f) is not None for f in fields[:2]
     ):
         return "dbip-csv" if path.name.lower().startswith("dbip") else "location-csv"
-    shown = line.rstrip("\r\n")[:120]
-    msg = f"{path}: cannot tell the format from its first line {shown!r}; pass --format"
+    shown = quoted(line.rstrip("\r\n"))
+    msg = f"{path}: cannot tell the format from its first line {shown}; pass --format"
     raise DataFormatError(msg)
 
 
@@ -171,7 +181,34 @@ def _first_line(path: Path) -> str | None:
                 if line.strip() and not line.startswith("#"):
                     return line
     except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
+        raise cannot_read(path, exc) from exc
     msg = f"{path}: only blank or comment lines in its first {_DETECT_MAX_LINES}; pass --format"
     raise DataFormatError(msg)
+
+
+def _refuse_binary(path: Path, name: str) -> None:
+    """Refuse a file no text format can read: a damaged snapshot, or binary data."""
+    try:
+        with open_binary(path) as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except READ_ERRORS as exc:
+        raise cannot_read(path, exc) from exc
+    snapshot_like = bool(head) and head[: len(MAGIC)] == MAGIC[: len(head)]
+    if name.endswith(_SNAPSHOT_SUFFIX) or snapshot_like:
+        if is_snapshot(path):
+            msg = f"{path}: a lookupd snapshot, not a source file of any format"
+        elif head.startswith(MAGIC):
+            msg = f"{path}: a compressed lookupd snapshot; decompress it first"
+        elif snapshot_like:
+            msg = f"{path}: not a lookupd snapshot (truncated: {len(head)} bytes)"
+        else:
+            msg = f"{path}: not a lookupd snapshot (wrong magic bytes)"
+        raise DataFormatError(msg)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        msg = (
+            f"{path}: cannot read: not a text file (not UTF-8), nor a MaxMind DB or a lookupd"
+            " snapshot: no format lookupd reads"
+        )
+        raise DataFormatError(msg) from exc

@@ -1,16 +1,10 @@
-"""Helpers shared by the text formats: decompression, progress, CSV records, address columns."""
+"""Helpers shared by the text formats: CSV records, address columns, IPv4-mapped ranges."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import lzma
-import os
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +13,12 @@ from lookupd.codes import Status
 from lookupd.core import _parse
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
 from lookupd.core.table import IPVersion
-from lookupd.errors import DataFormatError
+from lookupd.datafiles.formats._csv import csv_batches, fail
+from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_text
+from lookupd.datafiles.rows import MAX_LABEL_CHARS
+from lookupd.errors import QUOTE_CHARS, DataFormatError, quoted
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
     from lookupd.datafiles.formats import Progress
     from lookupd.datafiles.rows import RangeRows
 
@@ -32,113 +27,21 @@ _MAPPED_HI_BITS = IPV4_MAPPED_PREFIX >> 32  # 0xFFFF in bits 32..47 of the low w
 MAPPED_FIRST = IPV4_MAPPED_PREFIX
 MAPPED_LAST = IPV4_MAPPED_PREFIX | IPV4_MAX
 
-# Report progress after about this much input, so a caller redraws a bar a few times a
-# second at most; one comparison per buffer refill keeps it free when nobody listens.
-PROGRESS_STEP_BYTES = 1 << 20
-_READ_BUFFER_BYTES = 1 << 16
-
-# What can go wrong while reading a (possibly compressed) text file.
-READ_ERRORS = (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError, zlib.error, csv.Error)
+# The most decimal digits an address has (2**128 - 1 has 39), leading zeros aside.
+_MAX_DECIMAL_DIGITS = 39
 
 
-class _ProgressReader(io.RawIOBase):
-    """A raw file that calls ``progress(done_before + bytes read, total)`` now and then."""
-
-    def __init__(self, raw: io.FileIO, progress: Progress, done_before: int, total: int) -> None:
-        super().__init__()
-        self._raw = raw
-        self._progress = progress
-        self._done_before = done_before
-        self._total = total
-        self._position = 0
-        self._next_report = PROGRESS_STEP_BYTES
-        self._reported = -1
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        count = self._raw.readinto(buffer)
-        self._position += count
-        # Every step, and once at the end (a read of 0 bytes), never twice for one position.
-        if (count == 0 or self._position >= self._next_report) and (
-            self._position != self._reported
-        ):
-            self._reported = self._position
-            self._next_report = self._position + PROGRESS_STEP_BYTES
-            self._progress(self._done_before + self._position, self._total)
-        return count
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
+def shown(text: str) -> str:
+    """``text`` as an error message shows a value it names: as is, or quoted and cut if long."""
+    return text if len(text) <= QUOTE_CHARS else quoted(text)
 
 
-if TYPE_CHECKING:
-    _Decompressed = gzip.GzipFile | lzma.LZMAFile | io.BufferedReader[_ProgressReader]
-    _TextIOWrapper = io.TextIOWrapper[_Decompressed]
-else:  # not subscriptable at run time
-    _TextIOWrapper = io.TextIOWrapper
-
-
-class _TextFile(_TextIOWrapper):
-    """A text stream that also closes the file under a decompressor when it closes."""
-
-    def __init__(self, buffer: _Decompressed, file: io.RawIOBase) -> None:
-        super().__init__(buffer, encoding="utf-8", newline="")
-        self._file = file
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._file.close()
-
-
-def open_text(
-    path: Path,
-    progress: Progress | None = None,
-    *,
-    done_before: int = 0,
-    total: int | None = None,
-) -> IO[str]:
-    """Open a text file, transparently decompressing ``.gz`` and ``.xz``.
-
-    Args:
-        path: the file; its suffix picks the decompressor.
-        progress: if given, called with ``(done_before + bytes read, total)`` after about
-            every :data:`PROGRESS_STEP_BYTES` of the file itself (the compressed bytes for
-            ``.gz``/``.xz``), and once at its end.
-        done_before: bytes of earlier files of the same job, for readers of several files.
-        total: the job's size in bytes; the file's size when not given.
-    """
-    suffix = path.suffix.lower()
-    if progress is None:
-        # Each stream is closed by the TextIOWrapper that wraps it.
-        raw: io.BufferedIOBase
-        if suffix == ".gz":
-            raw = gzip.GzipFile(path, "rb")
-        elif suffix == ".xz":
-            raw = lzma.LZMAFile(path, "rb")  # noqa: SIM115
-        else:
-            raw = path.open("rb")
-        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
-    file = io.FileIO(path, "rb")
-    try:
-        size = os.fstat(file.fileno()).st_size
-        counted = _ProgressReader(file, progress, done_before, size if total is None else total)
-        buffered = io.BufferedReader(counted, _READ_BUFFER_BYTES)
-        stream: _Decompressed
-        if suffix == ".gz":
-            stream = gzip.GzipFile(fileobj=buffered, mode="rb")
-        elif suffix == ".xz":
-            stream = lzma.LZMAFile(buffered, "rb")  # noqa: SIM115
-        else:
-            stream = buffered
-        return _TextFile(stream, counted)
-    except BaseException:
-        file.close()
-        raise
+def check_label(path: Path, line_number: int, label: str) -> None:
+    """Fail unless ``label`` is a plausible country (or subdivision) code: not empty, short."""
+    if not label:
+        fail(path, line_number, "empty country code")
+    if len(label) > MAX_LABEL_CHARS:
+        fail(path, line_number, f"country code longer than {MAX_LABEL_CHARS}: {quoted(label)}")
 
 
 def file_size(path: Path) -> int:
@@ -150,29 +53,23 @@ def file_size(path: Path) -> int:
 
 
 def records(
-    handle: IO[str], path: Path | None = None, *, strict: bool = False
+    handle: IO[str], path: Path, *, strict: bool = False
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each non-blank, non-comment CSV record.
 
     Args:
         handle: the open text file.
-        path: the file's name; when given, a CSV syntax error becomes a DataFormatError
-            naming the file and line (otherwise ``csv.Error`` propagates).
+        path: the file's name, for errors (a CSV syntax error names the file and line).
         strict: refuse bad quoting (``"a"b``, an unterminated quote) instead of reading
             it leniently; for formats whose writers always quote correctly.
     """
-    reader = csv.reader(handle, strict=strict)
-    try:
-        for record in reader:
+    for numbers, batch in csv_batches(handle, path, strict=strict):
+        for number, record in zip(numbers, batch, strict=True):
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue
             if record[0].startswith("#"):
                 continue
-            yield reader.line_num, record
-    except csv.Error as exc:
-        if path is None:
-            raise
-        fail(path, reader.line_num, f"malformed CSV record: {exc}")
+            yield number, record
 
 
 def read_range_columns(
@@ -198,24 +95,17 @@ def read_range_columns(
         with open_text(path, progress) as handle:
             for line_number, record in records(handle, path, strict=strict):
                 if len(record) < 3:
-                    fail(path, line_number, f"expected {columns}, got {record!r}")
+                    fail(path, line_number, f"expected {columns}, got {quoted(','.join(record))}")
                 line_numbers.append(line_number)
                 starts.append(record[0])
                 ends.append(record[1])
                 labels.append(record[2].strip())
     except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
+        raise cannot_read(path, exc) from exc
     if not line_numbers:
         msg = f"{path}: no ranges in file"
         raise DataFormatError(msg)
     return line_numbers, starts, ends, labels
-
-
-def fail(path: Path, line_number: int, problem: str) -> NoReturn:
-    """Raise a DataFormatError naming the file and line."""
-    msg = f"{path}:{line_number}: {problem}"
-    raise DataFormatError(msg)
 
 
 def numeric_addresses(
@@ -226,10 +116,11 @@ def numeric_addresses(
     values: list[int] = []
     for i, text in enumerate(texts):
         if not text.isascii() or not text.isdigit():
-            fail(path, line_numbers[i], f"not a decimal address: {text!r}")
-        value = int(text)
+            fail(path, line_numbers[i], f"not a decimal address: {quoted(text)}")
+        # int() of a very long digit string is slow, or refused by Python: check the length.
+        value = int(text) if len(text.lstrip("0")) <= _MAX_DECIMAL_DIGITS else last + 1
         if value > last:
-            fail(path, line_numbers[i], f"{text} is outside the IPv{version} space")
+            fail(path, line_numbers[i], f"{shown(text)} is outside the IPv{version} space")
         values.append(value)
     return values
 
@@ -245,7 +136,7 @@ def address_keys(
     status = np.empty(len(texts), dtype=np.uint8)
     if _parse.parse_many(texts, keys, status):
         first = int(np.argmax(status == Status.INVALID_ADDRESS))
-        fail(path, line_numbers[first], f"not an IP address: {texts[first]!r}")
+        fail(path, line_numbers[first], f"not an IP address: {quoted(texts[first])}")
     return keys[:, 0], keys[:, 1]
 
 
@@ -285,19 +176,8 @@ def add_ipv6_range(rows: RangeRows, start: int, end: int, label: str) -> None:
         rows.add(6, MAPPED_LAST + 1, end, label)
 
 
-def csv_header(path: Path, reader: Iterator[list[str]]) -> tuple[int, dict[str, int]]:
-    """Read the header (the first non-blank record): its record index and name -> column."""
-    for record, names in enumerate(reader):
-        if names:
-            # Strip a UTF-8 byte order mark, which some tools write before the first name.
-            return record, {name.strip().lstrip("\ufeff"): i for i, name in enumerate(names)}
-    msg = f"{path}: empty file (expected a header line)"
-    raise DataFormatError(msg)
-
-
 def csv_column(path: Path, line_number: int, columns: dict[str, int], name: str) -> int:
     """Return the index of column ``name``, or fail naming the header line."""
     if name not in columns:
-        shown = ",".join(columns)[:200]
-        fail(path, line_number, f"no {name!r} column in the header {shown!r}")
+        fail(path, line_number, f"no {name!r} column in the header {quoted(','.join(columns))}")
     return columns[name]

@@ -25,13 +25,11 @@ Decisions:
 
 from __future__ import annotations
 
-import csv
 import ipaddress
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -39,16 +37,15 @@ import numpy.typing as npt
 from lookupd.codes import Status
 from lookupd.core import _parse
 from lookupd.core.constants import IPV4_MAX
+from lookupd.datafiles.formats._csv import Batch, csv_batches, csv_header, fail
+from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_text
 from lookupd.datafiles.formats._text import (
     MAPPED_LAST,
-    READ_ERRORS,
     add_ipv6_range,
     csv_column,
-    csv_header,
-    fail,
     file_size,
     mapped_mask,
-    open_text,
+    shown,
 )
 from lookupd.datafiles.formats.geolite2_locations import (
     BLOCKS,
@@ -57,7 +54,7 @@ from lookupd.datafiles.formats.geolite2_locations import (
     read_locations,
 )
 from lookupd.datafiles.rows import RangeRows
-from lookupd.errors import DataFormatError
+from lookupd.errors import DataFormatError, quoted
 
 if TYPE_CHECKING:
     from lookupd.datafiles.formats import Progress
@@ -68,11 +65,10 @@ NOTE_NO_COUNTRY = "geolite2-csv: networks without a country (left unknown)"
 """``rows.notes`` key: networks with neither a country nor a registered country."""
 
 _COMPRESSED = ("", ".gz", ".xz")
-# Records are pulled from the csv reader a few hundred at a time, while they are still in
-# the CPU cache (pulling 64k at once let them fall out of it first: bench/README.md,
-# "Figures behind design choices in the code"), and handed to numpy in batches large
-# enough that its per-call overhead vanishes.
-_READ_RECORDS = 256
+# Records come from the csv module a batch of lines (16 KiB, a few hundred records) at a
+# time, while they are still in the CPU cache (bench/README.md, "Figures behind design
+# choices in the code"), and are handed to numpy in batches large enough that its per-call
+# overhead vanishes.
 _BATCH_RECORDS = 1 << 12
 _ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 # A dotted IPv4 network /n is the IPv4-mapped network /(96 + n).
@@ -140,42 +136,37 @@ def _read_blocks(
     """Read one Blocks file and append its networks to ``rows``, a chunk at a time.
 
     Batches keep memory flat (a City file has millions of rows) and let the C csv reader,
-    list comprehensions and numpy do the per-row work. Records are counted rather than their
-    lines tracked; an error finds its line by counting again (see :func:`_fail_at`).
+    list comprehensions and numpy do the per-row work.
     """
     labeller = _Labeller(path, locations, rows)
     networks_seen = 0
     try:
         with open_text(path, progress, done_before=done_before, total=total) as handle:
-            reader = csv.reader(handle, strict=True)
-            header_record, columns = csv_header(path, reader)
-            header_line = reader.line_num
+            batches = csv_batches(handle, path, strict=True)
+            header_line, columns, first = _header(path, batches)
             network_at = csv_column(path, header_line, columns, "network")
             id_at = csv_column(path, header_line, columns, "geoname_id")
             # Optional: without it, networks with no geoname_id country stay unknown.
             registered_at = columns.get("registered_country_geoname_id", id_at)
             width = 1 + max(network_at, id_at, registered_at)
-            record = header_record + 1
             batch = _Batch()
-            while chunk := list(itertools.islice(reader, _READ_RECORDS)):
+            for numbers, records in _chain(first, batches):
                 try:
-                    networks = [fields[network_at] for fields in chunk]
-                    geoname_ids = [fields[id_at] for fields in chunk]
-                    registered_ids = [fields[registered_at] for fields in chunk]
-                    batch.origins.extend(range(record, record + len(chunk)))
+                    networks = [fields[network_at] for fields in records]
+                    geoname_ids = [fields[id_at] for fields in records]
+                    registered_ids = [fields[registered_at] for fields in records]
+                    batch.origins.extend(numbers)
                 except IndexError:
                     # Blank lines read as empty records; anything else short is an error.
-                    kept = [i for i, fields in enumerate(chunk) if fields]
+                    kept = [i for i, fields in enumerate(records) if fields]
                     for i in kept:
-                        if len(chunk[i]) < width:
-                            got = ",".join(chunk[i])
-                            problem = f"expected {len(columns)} fields, got {got!r}"
-                            _fail_at(path, record + i, problem)
-                    networks = [chunk[i][network_at] for i in kept]
-                    geoname_ids = [chunk[i][id_at] for i in kept]
-                    registered_ids = [chunk[i][registered_at] for i in kept]
-                    batch.origins.extend(record + i for i in kept)
-                record += len(chunk)
+                        if len(records[i]) < width:
+                            got = quoted(",".join(records[i]))
+                            fail(path, numbers[i], f"expected {len(columns)} fields, got {got}")
+                    networks = [records[i][network_at] for i in kept]
+                    geoname_ids = [records[i][id_at] for i in kept]
+                    registered_ids = [records[i][registered_at] for i in kept]
+                    batch.origins.extend(numbers[i] for i in kept)
                 batch.networks += networks
                 batch.geoname_ids += geoname_ids
                 batch.registered_ids += registered_ids
@@ -183,15 +174,28 @@ def _read_blocks(
                     networks_seen += _add_batch(path, batch, labeller, rows)
                     batch = _Batch()
             networks_seen += _add_batch(path, batch, labeller, rows)
-    except csv.Error as exc:
-        fail(path, reader.line_num, f"malformed CSV record: {exc}")
     except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
+        raise cannot_read(path, exc) from exc
     if not networks_seen:
         msg = f"{path}: no networks in file"
         raise DataFormatError(msg)
     labeller.note()
+
+
+def _header(path: Path, batches: Iterator[Batch]) -> tuple[int, dict[str, int], Batch]:
+    """Read the header: its line, name -> column, and the rest of its batch."""
+    for numbers, records in batches:
+        for i, names in enumerate(records):
+            if names:
+                line, columns = csv_header(path, iter([(numbers[i], names)]))
+                return line, columns, (numbers[i + 1 :], records[i + 1 :])
+    msg = f"{path}: empty file (expected a header line)"
+    raise DataFormatError(msg)
+
+
+def _chain(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
+    yield first
+    yield from rest
 
 
 @dataclass(slots=True)
@@ -205,7 +209,7 @@ class _Batch:
     registered_ids: list[str] = field(default_factory=list)
     """The ``registered_country_geoname_id`` column (``geoname_id`` again if none)."""
     origins: list[int] = field(default_factory=list)
-    """Each row's record index in the file, for error messages."""
+    """Each row's line in the file, for error messages."""
 
 
 def _add_batch(path: Path, batch: _Batch, labeller: _Labeller, rows: RangeRows) -> int:
@@ -216,23 +220,6 @@ def _add_batch(path: Path, batch: _Batch, labeller: _Labeller, rows: RangeRows) 
     hi, lo, end_hi, end_lo = _networks(path, batch.origins, batch.networks)
     _add(rows, hi, lo, end_hi, end_lo, labels)
     return len(batch.networks)
-
-
-def _fail_at(path: Path, record: int, problem: str) -> NoReturn:
-    """Fail naming the line of the ``record``-th CSV record (0-based, blank lines counted).
-
-    Counting lines while reading would cost every row; errors are rare, so count again.
-    """
-    line_number = 0
-    try:
-        with open_text(path) as handle:
-            reader = csv.reader(handle, strict=True)
-            for _ in itertools.islice(reader, record + 1):
-                pass
-            line_number = reader.line_num
-    except READ_ERRORS:  # pragma: no cover - the file was readable a moment ago
-        pass
-    fail(path, line_number, problem)
 
 
 class _Labeller:
@@ -265,12 +252,12 @@ class _Labeller:
         if self._no_country:
             self._rows.notes[NOTE_NO_COUNTRY] += self._no_country
 
-    def _resolve(self, written_id: str, written_registered: str, record: int) -> int:
+    def _resolve(self, written_id: str, written_registered: str, line: int) -> int:
         geoname_id = written_id.strip()
         if geoname_id:
             location = self._locations.get(geoname_id)
             if location is None:
-                _fail_at(self._path, record, f"unknown geoname_id {geoname_id}")
+                fail(self._path, line, f"unknown geoname_id {shown(geoname_id)}")
             if location.label is not None:
                 self._by_id[written_id] = self._rows.label(location.label)
                 return self._by_id[written_id]
@@ -281,8 +268,8 @@ class _Labeller:
         if fallback is None and registered and registered != geoname_id:
             location = self._locations.get(registered)
             if location is None:
-                problem = f"unknown registered_country_geoname_id {registered}"
-                _fail_at(self._path, record, problem)
+                problem = f"unknown registered_country_geoname_id {shown(registered)}"
+                fail(self._path, line, problem)
             if location.country is not None:
                 fallback = self._rows.label(location.country)
                 self._by_registered[registered] = fallback
@@ -306,7 +293,7 @@ def _networks(
     status = np.empty(len(addresses), dtype=np.uint8)
     if _parse.parse_many(addresses, keys, status):
         i = int(np.argmax(status != Status.OK))
-        _fail_at(path, origins[i], f"not a CIDR network: {networks[i]!r}")
+        fail(path, origins[i], f"not a CIDR network: {quoted(networks[i])}")
     hi, lo = keys[:, 0], keys[:, 1]
     ipv6_text = np.array([":" in address for address in addresses], dtype=np.bool_)
     # One check over all lengths at C speed; the per-row loop only runs to name a bad one.
@@ -319,7 +306,7 @@ def _networks(
     bad = (bits < 0) | (bits > width)
     if bad.any():
         i = int(np.argmax(bad))
-        _fail_at(path, origins[i], f"not a CIDR network: {networks[i]!r}")
+        fail(path, origins[i], f"not a CIDR network: {quoted(networks[i])}")
     bits = np.where(ipv6_text, bits, bits + _MAPPED_PREFIX_BITS).astype(np.uint64)
     # Host masks of the two halves: the bits below the prefix.
     host_hi = np.where(bits >= 64, np.uint64(0), _ALL_ONES >> np.minimum(bits, np.uint64(63)))
@@ -331,7 +318,7 @@ def _networks(
         i = int(np.argmax(host_bits))
         masked = ipaddress.ip_network(networks[i], strict=False)
         problem = f"network {networks[i]} has host bits set (the network would be {masked})"
-        _fail_at(path, origins[i], problem)
+        fail(path, origins[i], problem)
     return hi, lo, hi | host_hi, lo | host_lo
 
 

@@ -5,13 +5,14 @@ See :mod:`lookupd.datafiles.formats.geolite2_csv` for the format as a whole.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookupd.datafiles.formats._text import READ_ERRORS, csv_column, csv_header, fail, open_text
-from lookupd.errors import DataFormatError
+from lookupd.datafiles.formats._csv import csv_batches, csv_header, fail, nonblank
+from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_text
+from lookupd.datafiles.formats._text import check_label, csv_column, shown
+from lookupd.errors import DataFormatError, quoted
 
 if TYPE_CHECKING:
     from lookupd.datafiles.formats import Progress
@@ -67,36 +68,32 @@ def read_locations(
     locations: dict[str, Location] = {}
     try:
         with open_text(path, progress, done_before=done_before, total=total) as handle:
-            reader = csv.reader(handle, strict=True)
-            _, columns = csv_header(path, reader)
-            header_line = reader.line_num
+            rows = nonblank(csv_batches(handle, path, strict=True))
+            header_line, columns = csv_header(path, rows)
             id_at = csv_column(path, header_line, columns, "geoname_id")
             country_at = csv_column(path, header_line, columns, "country_iso_code")
             subdivision_at = columns.get("subdivision_1_iso_code")
             width = 1 + max(id_at, country_at, -1 if subdivision_at is None else subdivision_at)
-            for record in reader:
-                if not record:
-                    continue
+            for line, record in rows:
                 if len(record) < width:
-                    got = ",".join(record)
-                    fail(path, reader.line_num, f"expected {len(columns)} fields, got {got!r}")
+                    got = quoted(",".join(record))
+                    fail(path, line, f"expected {len(columns)} fields, got {got}")
                 geoname_id = record[id_at].strip()
                 if not geoname_id:
-                    fail(path, reader.line_num, "empty geoname_id")
+                    fail(path, line, "empty geoname_id")
                 if geoname_id in locations:
-                    fail(path, reader.line_num, f"geoname_id {geoname_id} listed twice")
+                    fail(path, line, f"geoname_id {shown(geoname_id)} listed twice")
                 country = record[country_at].strip() or None
                 label = country
                 if country is not None and subdivision_at is not None:
                     subdivision = record[subdivision_at].strip()
                     if subdivision:
                         label = f"{country}-{subdivision.removeprefix(f'{country}-')}"
+                if label is not None:
+                    check_label(path, line, label)
                 locations[geoname_id] = Location(label, country)
-    except csv.Error as exc:
-        fail(path, reader.line_num, f"malformed CSV record: {exc}")
     except READ_ERRORS as exc:
-        msg = f"{path}: cannot read: {exc}"
-        raise DataFormatError(msg) from exc
+        raise cannot_read(path, exc) from exc
     if not locations:
         msg = f"{path}: no locations in file"
         raise DataFormatError(msg)

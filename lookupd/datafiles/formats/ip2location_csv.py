@@ -26,14 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookupd.core.constants import IPV4_MAX
+from lookupd.datafiles.formats._csv import fail
 from lookupd.datafiles.formats._text import (
     add_ipv6_range,
-    fail,
+    check_label,
     numeric_addresses,
     read_range_columns,
+    shown,
 )
 from lookupd.datafiles.rows import RangeRows
-from lookupd.errors import DataFormatError
+from lookupd.errors import DataFormatError, quoted
 
 if TYPE_CHECKING:
     from lookupd.datafiles.formats import Progress
@@ -64,12 +66,14 @@ def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> Range
     added = len(rows)
     for i, (start, end, code) in enumerate(zip(starts, ends, codes, strict=True)):
         if start > end:
-            fail(path, line_numbers[i], f"ip_from {from_texts[i]} > ip_to {to_texts[i]}")
+            problem = f"ip_from {shown(from_texts[i])} > ip_to {shown(to_texts[i])}"
+            fail(path, line_numbers[i], problem)
         if code == UNASSIGNED:
             unassigned += 1
             continue
         if not code.isalnum():
-            fail(path, line_numbers[i], f"malformed country code {code!r}")
+            fail(path, line_numbers[i], f"malformed country code {quoted(code)}")
+        check_label(path, line_numbers[i], code)
         if ipv6:
             add_ipv6_range(rows, start, end, code)
         else:

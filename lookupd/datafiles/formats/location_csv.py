@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookupd.core.table import IPVersion
+from lookupd.datafiles.formats._csv import fail
 from lookupd.datafiles.formats._text import (
     MAPPED_FIRST,
     add_ipv6_range,
-    fail,
+    check_label,
     numeric_addresses,
     read_range_columns,
+    shown,
     text_addresses,
 )
 from lookupd.datafiles.rows import RangeRows
@@ -83,9 +85,9 @@ def read_location_csv(
         zip(starts, ends, versions, label_texts, strict=True)
     ):
         if start > end:
-            fail(path, line_numbers[i], f"start {start_texts[i]} > end {end_texts[i]}")
-        if not name:
-            fail(path, line_numbers[i], "empty country code")
+            problem = f"start {shown(start_texts[i])} > end {shown(end_texts[i])}"
+            fail(path, line_numbers[i], problem)
+        check_label(path, line_numbers[i], name)
         if straddling and i in straddling:
             add_ipv6_range(rows, start, end, name)
         else:
