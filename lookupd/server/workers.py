@@ -31,22 +31,24 @@ import ctypes.util
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookupd.datafiles.private_copy import PrivateCopies
 from lookupd.errors import LookupdError
 from lookupd.server.app import DEFAULT_HOST, ServerConfig, serve, write_port_file
-from lookupd.server.bind import ALL_IPV6, bind_hosts, family_of
+from lookupd.server.bind import ALL_IPV6, bind_hosts, claim_port, family_of, refuse_in_use
+from lookupd.server.heartbeat import Heartbeat, beat_interval
 from lookupd.server.logs import LogFormat, configure, log_event
 from lookupd.server.reload import Preloaded, preload
+from lookupd.server.rundir import RunDir
 
 if TYPE_CHECKING:
     from lookupd.server.metrics import Metrics
@@ -67,11 +69,14 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     """Bind (without listening) ``host:port`` with SO_REUSEPORT; return it and the port.
 
     ``[::]`` binds the IPv6 wildcard (dual stack), or 0.0.0.0 where IPv6 is unavailable,
-    as the gRPC server does.
+    as the gRPC server does. A port another server listens on is refused: with
+    SO_REUSEPORT the workers would join it, and the kernel would split the connections
+    between two servers.
 
     Raises:
-        LookupdError: the address cannot be bound.
+        LookupdError: the address cannot be bound, or another server listens there.
     """
+    refuse_in_use(host, port)
     problem = ""
     for candidate in bind_hosts(host):
         try:
@@ -106,6 +111,9 @@ class WorkerSettings:
     metrics_port: int | None = None
     log_format: LogFormat = "kv"
     log_level: int = logging.INFO
+    run_dir: RunDir | None = None
+    """The run directory (metrics files, data copies); None: one of the supervisor's own
+    in the system's temporary directory."""
 
 
 @dataclass
@@ -115,6 +123,7 @@ class _Worker:
     started: float = 0.0
     delay_s: float = 0.0
     restart_at: float | None = None
+    heartbeat: Heartbeat | None = None
 
 
 class Supervisor:
@@ -130,7 +139,7 @@ class Supervisor:
         self._stopping = False
         self._exit_code = 0
         self._metrics: Metrics | None = None
-        self._runtime = ""
+        self._run: RunDir | None = None
         # Workers write a byte here once they serve (the port file waits for all of them).
         self._ready_r = self._ready_w = -1
         # Set by run() before the first fork: what every worker is started with.
@@ -148,11 +157,13 @@ class Supervisor:
             LookupdError: the port or the data cannot be opened.
         """
         settings = self.settings
-        _remove_stale_runtime_dirs()
-        self._runtime = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
+        run = self._run = settings.run_dir or RunDir.create()
         reserved: list[socket.socket] = []
         old_mask = self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
+            # Held for the supervisor's life: a second one starting at once is refused.
+            claim = claim_port(self.config.host, self.config.port) if self.config.port else None
+            reserved.extend([claim] if claim is not None else [])
             grpc_socket, port = reserve_port(self.config.host, self.config.port)
             reserved.append(grpc_socket)
             self.config = replace(self.config, port=port, reuse_port=True)
@@ -164,13 +175,14 @@ class Supervisor:
                 )
                 reserved.append(metrics_socket)
                 self._metrics_address = (settings.metrics_host, metrics_port)
-                directory = Path(self._runtime) / "metrics"
-                directory.mkdir()
-                metrics_process.enable_multiprocess(directory)
+                run.metrics.mkdir()
+                metrics_process.enable_multiprocess(run.metrics)
                 self._metrics = metrics.Metrics()
             # Loaded before forking: the workers share these pages, a bad file stops the
             # start with its error once, and a restarted worker starts from them.
-            self._preloaded = preload(settings.db_path, settings.policies_path)
+            self._preloaded = preload(
+                settings.db_path, settings.policies_path, copies=PrivateCopies(run.data)
+            )
             self._ready_r, self._ready_w = os.pipe()
             os.set_blocking(self._ready_r, False)
             log_event(
@@ -193,7 +205,11 @@ class Supervisor:
                     os.close(fd)
             for sock in reserved:
                 sock.close()
-            shutil.rmtree(self._runtime, ignore_errors=True)
+            for worker in self._workers:
+                if worker.heartbeat is not None:
+                    worker.heartbeat.close()
+            if settings.run_dir is None:
+                run.remove()
         log_event(_LOGGER, logging.INFO, "supervisor_stop", "stopped", code=self._exit_code)
         return self._exit_code
 
@@ -227,6 +243,8 @@ class Supervisor:
                     deadline = now + _EXIT_MARGIN_S
             due = [w.restart_at for w in self._workers if w.restart_at is not None]
             tick = 1.0 if self._announced else 0.02
+            if self.config.heartbeat_timeout_s > 0:
+                tick = min(tick, beat_interval(self.config.heartbeat_timeout_s))
             timeout = max(0.0, min([tick, deadline - now, *(at - now for at in due)]))
             info = signal.sigtimedwait(_SIGNALS, timeout)
             ready += len(self._drain_ready())
@@ -250,12 +268,36 @@ class Supervisor:
             self._reap()
             if not self._stopping:
                 now = time.monotonic()
+                self._check_heartbeats(now)
                 for worker in self._workers:
                     if worker.restart_at is not None and now >= worker.restart_at:
                         worker.restart_at = None
                         self._fork(worker)
                         if self._metrics is not None:
                             self._metrics.worker_restarted()
+
+    def _check_heartbeats(self, now: float) -> None:
+        """Kill the workers silent for longer than the heartbeat timeout (SIGKILL: it works
+        on a stopped process too); they are then restarted as if they had died."""
+        for worker in self._workers:
+            beat = worker.heartbeat
+            if not worker.pid or beat is None:
+                continue
+            silent = beat.silent_s(now)
+            if silent <= beat.timeout_s:
+                continue
+            log_event(
+                _LOGGER,
+                logging.ERROR,
+                "worker_unresponsive",
+                f"worker {worker.index} (pid {worker.pid}) sent no heartbeat for "
+                f"{silent:.1f} s: killing it",
+                worker=worker.index,
+                pid=worker.pid,
+                silent_s=round(silent, 1),
+            )
+            _signal(worker.pid, signal.SIGKILL)
+            beat.forgive(now)
 
     def _stop(self, reason: str) -> None:
         self._stopping = True
@@ -320,6 +362,11 @@ class Supervisor:
 
     def _fork(self, worker: _Worker) -> None:
         supervisor = os.getpid()
+        if worker.heartbeat is not None:
+            worker.heartbeat.close()
+            worker.heartbeat = None
+        if self.config.heartbeat_timeout_s > 0:
+            worker.heartbeat = Heartbeat(self.config.heartbeat_timeout_s)
         sys.stdout.flush()
         sys.stderr.flush()
         with warnings.catch_warnings():
@@ -331,6 +378,8 @@ class Supervisor:
         if pid:
             worker.pid = pid
             worker.started = time.monotonic()
+            if worker.heartbeat is not None:
+                worker.heartbeat.in_supervisor()
             log_event(
                 _LOGGER,
                 logging.INFO,
@@ -343,7 +392,7 @@ class Supervisor:
         # The child: never return into the supervisor's code.
         code = 1
         try:
-            code = self._work(worker.index, supervisor)
+            code = self._work(worker, supervisor)
         except BaseException:  # the exit status tells the supervisor
             with contextlib.suppress(BaseException):
                 _LOGGER.exception("worker %d failed", worker.index)
@@ -353,10 +402,15 @@ class Supervisor:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _work(self, index: int, supervisor: int) -> int:
+    def _work(self, worker: _Worker, supervisor: int) -> int:
+        index = worker.index
         os.close(self._ready_r)
-        for signum in _SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+        for other in self._workers:
+            if other is not worker and other.heartbeat is not None:
+                other.heartbeat.close()  # the supervisor's ends for the other workers
+        if worker.heartbeat is not None:
+            worker.heartbeat.in_worker()
+        stop = _handle_signals_until_serving()
         signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
         _die_with_parent()
         configure(
@@ -373,6 +427,8 @@ class Supervisor:
                 notify_others=lambda: _signal(supervisor, signal.SIGUSR1),
                 preloaded=self._preloaded,
                 on_serving=self._say_serving,
+                stop_event=stop,
+                run_dir=self._run,
             )
         except LookupdError as exc:
             log_event(_LOGGER, logging.ERROR, "error", str(exc), worker=index)
@@ -380,24 +436,25 @@ class Supervisor:
         return 0
 
 
-# The supervisor's run directory (the workers' metrics files): tempdir/lookupd-run-PID-XXXX.
-_RUNTIME_PREFIX = "lookupd-run-"
+def _handle_signals_until_serving() -> threading.Event:
+    """In a new worker, before its signals are unblocked: set what they do until
+    :func:`serve` installs its own handlers; return the event SIGTERM and SIGINT set.
 
+    The supervisor may pass on a signal at any moment, a worker's first too; with the
+    default actions, SIGHUP (and SIGUSR1) would kill it. SIGHUP is ignored until then: the
+    worker reads the files as it starts. SIGTERM and SIGINT stop it once it has started.
+    """
+    stop = threading.Event()
 
-def _remove_stale_runtime_dirs() -> None:
-    """Remove the run directories of supervisors that died without cleaning up (SIGKILL, an
-    out-of-memory kill): their metrics files would otherwise stay in the temp directory."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_RUNTIME_PREFIX}*-*"):
-        pid_text = path.name.removeprefix(_RUNTIME_PREFIX).split("-", 1)[0]
-        if not pid_text.isdigit() or not path.is_dir():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:  # that supervisor is gone
-            shutil.rmtree(path, ignore_errors=True)
-            _LOGGER.info("removed the run directory of a dead supervisor: %s", path)
-        except PermissionError:  # alive, another user's
-            continue
+    def on_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    return stop
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:
