@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lookupd.core import _parse
 from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_binary, open_text
+from lookupd.datafiles.formats.lines import MAX_LINE_BYTES
 from lookupd.datafiles.rows import RangeRows
 from lookupd.datafiles.snapshot import MAGIC, is_snapshot
 from lookupd.errors import DataFormatError, quoted
@@ -56,9 +57,10 @@ _LOCATIONS_FILE = (
     "{path}: a GeoLite2 Locations file; pass the *-Blocks-IPv4/IPv6.csv files"
     " (or the directory holding them) instead"
 )
-# Detection reads at most this many lines of at most this many characters.
+# Detection reads at most this many lines of at most this many characters (one past the
+# limit of a line, so that a longer first line is refused as too long).
 _DETECT_MAX_LINES = 1000
-_DETECT_LINE_CHARS = 64 * 1024
+_DETECT_LINE_CHARS = MAX_LINE_BYTES + 1
 # A text format is told from binary data by this many first bytes (decompressed).
 _SNIFF_BYTES = 8 * 1024
 _SNAPSHOT_SUFFIX = ".lkd"
