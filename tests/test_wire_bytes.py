@@ -230,6 +230,27 @@ def test_a_batch_over_the_limit_is_refused_before_it_is_decoded(
 
 
 # ---------------------------------------------------------------------------------------
+# A client's text is quoted back cut short
+
+
+def test_an_unknown_policy_name_is_quoted_cut_short(running: _Running) -> None:
+    name = "p" * 20_000  # longer than the client's limit on a status message
+    call: Any = running.channel.unary_unary(
+        _LOOKUP + "CheckRegion",
+        request_serializer=pb.CheckRegionRequest.SerializeToString,
+        response_deserializer=pb.CheckRegionResponse.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        call(pb.CheckRegionRequest(policy=name, addresses=["1.1.1.1"]), timeout=_TIMEOUT_S)
+    error: Any = caught.value
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    details = str(error.details())
+    assert details.startswith(f"no policy named {'p' * 100!r}... (20,000 characters); known")
+    assert "eu-only" in details
+    assert len(details) < 300
+
+
+# ---------------------------------------------------------------------------------------
 # The wire-format scanner counts what protobuf decodes
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookupd.core.result import LookupResult
+from lookupd.errors import quoted
 from lookupd.server.answers import Answerer
 from lookupd.server.batches import KeepGoing, check_batch, packed_count
 from lookupd.server.decoding import decode, scan
@@ -79,14 +80,15 @@ def check(
     """Check addresses (text, then packed IPv4, then packed IPv6) against a policy.
 
     Raises:
-        UnknownPolicyError: no policy of that name (the message lists the known ones).
+        UnknownPolicyError: no policy of that name (the message quotes at most 100
+            characters of it, and lists the known ones).
         BadRequestError: malformed packed input or a batch over the limit.
     """
     check_batch(len(addresses) + packed_count(ipv4, ipv6), answerer.max_batch)
     policies = answerer.policies
     if policies is None or policy not in policies.names:
         known = ", ".join(sorted(policies.names)) if policies is not None else ""
-        msg = f"no policy named {policy!r}; known policies: {known or 'none loaded'}"
+        msg = f"no policy named {quoted(policy)}; known policies: {known or 'none loaded'}"
         raise UnknownPolicyError(msg)
     db = answerer.db
     parts: list[LookupResult] = []
