@@ -152,7 +152,6 @@ def _long(n: int = MAX_LINE_BYTES + 1) -> str:
         ("G-Blocks-IPv4.csv", f"{_BLOCKS_HEADER}1.0.0.0/24,2077456,\n{_long()}\n", 3),
         ("G-Blocks-IPv4.csv.gz", f"{_BLOCKS_HEADER}{_long()}\n", 2),
         ("ranges.csv.xz", f"1.0.0.0,1.0.0.255,AU\n{_long()}\n", 2),
-        ("ranges.csv", f"{_long()}\n", 1),
     ],
 )
 def test_every_text_format_refuses_a_long_line(
@@ -162,6 +161,14 @@ def test_every_text_format_refuses_a_long_line(
     (tmp_path / "G-Locations-en.csv").write_text(_LOCATIONS)
     with pytest.raises(LineTooLongError, match=rf"{name.replace('.', '.')}:{line}: a line longer"):
         read_source(path)
+
+
+def test_a_long_first_line_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ranges.csv", f"{_long()}\n1.0.0.0,1.0.0.255,AU\n")
+    with pytest.raises(DataFormatError, match=r"cannot tell the format from its first line 'xx"):
+        read_source(path)
+    with pytest.raises(LineTooLongError, match=r"ranges\.csv:1: a line longer"):
+        read_source(path, format="location-csv")
 
 
 def test_geolite2_locations_refuses_a_long_line(tmp_path: Path) -> None:

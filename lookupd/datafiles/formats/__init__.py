@@ -57,10 +57,11 @@ _LOCATIONS_FILE = (
     "{path}: a GeoLite2 Locations file; pass the *-Blocks-IPv4/IPv6.csv files"
     " (or the directory holding them) instead"
 )
-# Detection reads at most this many lines of at most this many characters (one past the
-# limit of a line, so that a longer first line is refused as too long).
+# Detection reads at most this many lines of at most this many characters: half the line
+# limit, so that a long first line (binary data with no line break) is named by what
+# detection saw of it, before the reader's line limit trips.
 _DETECT_MAX_LINES = 1000
-_DETECT_LINE_CHARS = MAX_LINE_BYTES + 1
+_DETECT_LINE_CHARS = MAX_LINE_BYTES // 2
 # A text format is told from binary data by this many first bytes (decompressed).
 _SNIFF_BYTES = 8 * 1024
 _SNAPSHOT_SUFFIX = ".lkd"
