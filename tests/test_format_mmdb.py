@@ -192,12 +192,15 @@ def _write_mmdb(
 
 
 def _write_raw_tree(
-    path: Path, nodes: Sequence[tuple[int | None, int | None]], ip_version: int
+    path: Path,
+    nodes: Sequence[tuple[int | None, int | None]],
+    ip_version: int,
+    record: bytes = _encode({"country_code": "US"}),
 ) -> Path:
     """Write raw node records: an int is a node number, None the one data record."""
     data_value = len(nodes) + 16
     raw = [(data_value if a is None else a, data_value if b is None else b) for a, b in nodes]
-    path.write_bytes(_assemble(raw, _encode({"country_code": "US"}), ip_version))
+    path.write_bytes(_assemble(raw, record, ip_version))
     return path
 
 
@@ -401,6 +404,26 @@ def test_compressed_databases_read_the_same(tmp_path: Path) -> None:
         assert (again.v4, again.v6, again.label_names) == (plain.v4, plain.v6, plain.label_names)
 
 
+def test_a_compression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _TEST_DATA / "GeoLite2-City-Test.mmdb"
+    size = path.stat().st_size
+    packed = tmp_path / f"{path.name}.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    monkeypatch.setattr(mmdb, "MAX_DECOMPRESSED_BYTES", size - 1)
+    with pytest.raises(DataFormatError, match=r"decompresses to more than .* GiB, the limit"):
+        read_source(packed)
+    monkeypatch.setattr(mmdb, "MAX_DECOMPRESSED_BYTES", size)
+    assert len(read_source(packed)) > 0
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    for name in ("Country.mmdb", "Country.mmdb.gz"):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        with pytest.raises(DataFormatError, match="is a FIFO, not a regular file"):
+            mmdb.read(fifo, RangeRows())
+
+
 # --- crafted databases --------------------------------------------------------------------
 
 
@@ -550,10 +573,24 @@ def _crafted_trees(directory: Path) -> dict[str, tuple[Path, str]]:
         "loop.mmdb": (loop, 6, twice),
         "shared-subtrees.mmdb": (shared, 6, twice),
     }
-    return {
+    crafted = {
         name: (_write_raw_tree(directory / name, nodes, ip_version), problem)
         for name, (nodes, ip_version, problem) in trees.items()
     }
+    # Records whose map key is not a string: the C extension reads any key as a string
+    # (the map key crashed it with SIGSEGV, found by fuzz/fuzz_formats.py).
+    not_a_string = "a map key in its data is not a string"
+    one_map = _control(7, 1)
+    records = {
+        "number-key.mmdb": _encode({_uint32(5): "US"}),
+        "map-key.mmdb": one_map + _encode({"country_code": "US"}) + _encode("US"),
+        "array-key.mmdb": one_map + _encode(["country_code"]) + _encode("US"),
+        "nested-number-key.mmdb": _encode({"country": {_uint16(7): "US"}}),
+    }
+    for name, record in records.items():
+        path = _write_raw_tree(directory / name, [(None, None)], 6, record)
+        crafted[name] = (path, not_a_string)
+    return crafted
 
 
 @pytest.fixture(scope="module")
@@ -626,9 +663,19 @@ def test_broken_test_databases_are_refused(child_results: dict[str, dict[str, An
 
 @pytest.mark.parametrize(
     "name",
-    ["shared-subtrees.mmdb", "self-loop.mmdb", "too-deep.mmdb", "too-deep-ipv4.mmdb", "loop.mmdb"],
+    [
+        "shared-subtrees.mmdb",
+        "self-loop.mmdb",
+        "too-deep.mmdb",
+        "too-deep-ipv4.mmdb",
+        "loop.mmdb",
+        "number-key.mmdb",
+        "map-key.mmdb",
+        "array-key.mmdb",
+        "nested-number-key.mmdb",
+    ],
 )
-def test_unsafe_search_trees_are_refused_before_iterating(
+def test_unsafe_trees_and_records_are_refused_before_iterating(
     name: str,
     crafted: dict[str, tuple[Path, str]],
     child_results: dict[str, dict[str, Any]],

@@ -1,7 +1,8 @@
 """Read MaxMind DB (``.mmdb``) files: GeoIP2/GeoLite2 Country and City, or flat ``country_code``.
 
 The ``maxminddb`` package reads the file and iterates its networks; this module only checks
-that the search tree is safe to iterate, picks a label per record and adds the ranges.
+that the search tree and its records are safe to iterate (``mmdb_tree``, ``mmdb_records``),
+picks a label per record and adds the ranges.
 
 Labels, per record, first match wins:
 
@@ -28,20 +29,21 @@ import gzip
 import ipaddress
 import lzma
 import os
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import maxminddb
 
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
+from lookupd.datafiles.formats.mmdb_records import check_records
 from lookupd.datafiles.formats.mmdb_tree import ALIAS_DEPTH, Tree, check_tree
 from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
+from lookupd.files import NotARegularFileError, open_regular
 
 if TYPE_CHECKING:
     from lookupd.datafiles.formats import Progress
@@ -61,6 +63,10 @@ _METADATA_MAX_BYTES = 128 * 1024
 # 16 zero bytes separate the search tree from the data section.
 _PROGRESS_EVERY = 1 << 16  # networks between two progress calls
 _COMPRESSED_SUFFIXES = (".gz", ".xz")
+MAX_DECOMPRESSED_BYTES = 2 << 30
+"""A compressed database may expand to this much on disk, no more (the largest commercial
+databases are a fraction of it; a compression bomb would fill the temporary directory)."""
+_COPY_CHUNK_BYTES = 1 << 20
 # What maxminddb raises for a corrupt file: InvalidDatabaseError (a RuntimeError); ValueError
 # (UnicodeDecodeError in a string, ipaddress refusing a network); TypeError or KeyError from
 # malformed metadata in the pure-Python reader; RecursionError from its recursive iterator.
@@ -88,9 +94,7 @@ def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> Range
         DataFormatError: the file is missing, empty, not a MaxMind DB file, corrupt (one
             line naming the file and the problem), or no network in it has a country.
     """
-    if not path.is_file():
-        msg = f"{path}: no such file"
-        raise DataFormatError(msg)
+    _check_regular(path)
     with _uncompressed(path) as plain:
         size = _check_file(path, plain)
         reader = _open(path, plain)
@@ -99,6 +103,7 @@ def read(path: Path, rows: RangeRows, progress: Progress | None = None) -> Range
             tree = check_tree(
                 path, plain, size, metadata.node_count, metadata.record_size, metadata.ip_version
             )
+            check_records(path, plain, metadata.node_count, metadata.record_size, tree.records)
             _read_networks(path, reader, rows, tree, progress)
         except _MAXMINDDB_ERRORS as exc:
             msg = f"{path}: corrupt MaxMind DB file: {_one_line(exc, plain)}"
@@ -208,12 +213,27 @@ def _mirror_aliases(
         rows.notes[NOTE_MIRRORED.format(prefix=prefix)] += len(v4_rows)
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse a missing file, and a FIFO or device (which would block the readers' open)."""
+    try:
+        with open_regular(path):
+            pass
+    except FileNotFoundError:
+        msg = f"{path}: no such file"
+        raise DataFormatError(msg) from None
+    except NotARegularFileError as exc:
+        raise DataFormatError(str(exc)) from exc
+    except OSError as exc:
+        msg = f"{path}: cannot read: {_one_line(exc, path)}"
+        raise DataFormatError(msg) from exc
+
+
 @contextmanager
 def _uncompressed(path: Path) -> Iterator[Path]:
     """Yield ``path``, or a temporary decompressed copy of a ``.gz``/``.xz`` file.
 
     maxminddb's fast reader maps a real file, so a compressed one is written out first
-    (streamed to disk: memory stays flat whatever the file expands to).
+    (streamed to disk: memory stays flat), up to ``MAX_DECOMPRESSED_BYTES``.
     """
     suffix = path.suffix.lower()
     if suffix not in _COMPRESSED_SUFFIXES:
@@ -223,14 +243,26 @@ def _uncompressed(path: Path) -> Iterator[Path]:
         plain = Path(tmp) / path.stem
         try:
             with (
-                gzip.open(path, "rb") if suffix == ".gz" else lzma.open(path, "rb") as source,
+                open_regular(path) as raw,
+                gzip.GzipFile(fileobj=raw) if suffix == ".gz" else lzma.LZMAFile(raw) as source,
                 plain.open("wb") as target,
             ):
-                shutil.copyfileobj(source, target, 1 << 20)
+                _copy_bounded(path, source, target)
         except (OSError, EOFError, lzma.LZMAError) as exc:
             msg = f"{path}: cannot decompress: {_one_line(exc, path)}"
             raise DataFormatError(msg) from exc
         yield plain
+
+
+def _copy_bounded(path: Path, source: gzip.GzipFile | lzma.LZMAFile, target: IO[bytes]) -> None:
+    written = 0
+    while chunk := source.read(_COPY_CHUNK_BYTES):
+        written += len(chunk)
+        if written > MAX_DECOMPRESSED_BYTES:
+            limit = MAX_DECOMPRESSED_BYTES >> 30
+            msg = f"{path}: decompresses to more than {limit} GiB, the limit for a MaxMind DB file"
+            raise DataFormatError(msg)
+        target.write(chunk)
 
 
 def _check_file(path: Path, plain: Path) -> int:

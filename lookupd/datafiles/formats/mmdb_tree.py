@@ -30,6 +30,8 @@ class Tree:
     """Data records the iteration will yield."""
     aliases: list[tuple[int, int]]
     """(first address, prefix length) of each IPv6 subtree aliased to the IPv4 subtree."""
+    records: npt.NDArray[np.uint32]
+    """The distinct data records the iteration will decode (record values, sorted)."""
 
 
 def check_tree(
@@ -65,6 +67,7 @@ def check_tree(
     low = np.zeros(1, dtype=np.uint64)
     in_v4 = np.ones(1, dtype=np.bool_)
     networks = 0
+    records: list[npt.NDArray[np.uint32]] = []
     aliases: list[tuple[int, int]] = []
     max_depth = _MAX_DEPTH[ip_version]
     for depth in range(max_depth + 1):
@@ -77,7 +80,9 @@ def check_tree(
         high = np.concatenate((high, high | np.uint64((1 << (bit - 64)) if bit >= 64 else 0)))
         low = np.concatenate((low, low | np.uint64((1 << bit) if bit < 64 else 0)))
         in_v4 = np.concatenate((in_v4, in_v4 & (depth >= ALIAS_DEPTH)))
-        networks += int(np.count_nonzero(children > node_count))
+        is_record = children > node_count
+        networks += int(np.count_nonzero(is_record))
+        records.append(np.unique(children[is_record]))
         is_node = children < node_count
         # The readers skip a subtree equal to the IPv4 one anywhere outside ::/96.
         alias = is_node & (children == ipv4_start) & ~in_v4
@@ -92,7 +97,8 @@ def check_tree(
         if int(np.count_nonzero(visited)) != reached:
             raise fail("search tree reaches a node twice (a cycle or a shared subtree)")
         high, low, in_v4 = high[follow], low[follow], in_v4[follow]
-    return Tree(networks, aliases)
+    distinct = np.unique(np.concatenate(records)) if records else np.zeros(0, np.uint32)
+    return Tree(networks, aliases, distinct)
 
 
 def _corrupt(path: Path, problem: str) -> DataFormatError:
