@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -117,6 +119,38 @@ def test_sigterm_lets_calls_in_flight_finish(served: Served) -> None:
     finally:
         go.set()
         channel.close()
+    assert "received SIGTERM" in served.log_text()
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """Send ``signum`` to one thread of another process (Linux's tgkill)."""
+    number = _TGKILL_SYSCALLS[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid})")
+
+
+_TGKILL_SYSCALLS = {"x86_64": 234, "aarch64": 131}
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.machine() not in _TGKILL_SYSCALLS,
+    reason="tgkill is Linux's; its syscall number is per architecture",
+)
+def test_sigterm_delivered_to_another_thread_stops_the_server(tmp_path: Path) -> None:
+    # The kernel hands a process's signal to any thread that does not block it; Python runs
+    # the handler in the main thread, which must not sleep through it.
+    served = start_serve(tmp_path, "--workers", "1")
+    with Client(served.target, timeout_s=_TIMEOUT_S) as client:
+        client.wait_until_serving(_TIMEOUT_S)
+    pid = served.process.pid
+    threads = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert threads, "the server runs gRPC threads"
+    try:
+        _tgkill(pid, threads[-1], signal.SIGTERM)
+        assert served.process.wait(_TIMEOUT_S) == 0
+    finally:
+        served.kill()
     assert "received SIGTERM" in served.log_text()
 
 

@@ -76,6 +76,8 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 # 8 MiB: a full default batch of text (100,000 addresses of up to 45 characters plus 2 bytes
 # of framing each is 4.7 MB) fits; gRPC's own default of 4 MiB would not.
 DEFAULT_MAX_MESSAGE_BYTES = 8 << 20
+# How often the main thread wakes to run a signal handler the kernel left pending.
+_SIGNAL_CHECK_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,8 +425,11 @@ def _announce(
 
 def _wait_then_stop(server: LookupServer, stop: threading.Event) -> None:
     """5. Wait until ``stop`` is set, then stop the server gracefully."""
-    # Event.wait is interrupted by signals, whose handlers set the event.
-    stop.wait()
+    # Python runs signal handlers in the main thread, but the kernel may deliver the signal
+    # to any other thread (gRPC's); a wait without a timeout would then never return to run
+    # the handler, so the wait wakes now and then.
+    while not stop.wait(_SIGNAL_CHECK_S):
+        pass
     config = server.config
     log_event(
         _LOGGER,
