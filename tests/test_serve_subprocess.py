@@ -287,6 +287,12 @@ def test_tls_serving_and_the_command_line_client(tmp_path: Path) -> None:
         )
         assert refused.returncode == 2
         assert b"UNAVAILABLE" in refused.stderr
+        for _ in range(3):  # and a client without TLS
+            plain = subprocess.run([*ask, "1.1.1.1"], capture_output=True, env=child_env())
+            assert plain.returncode == 2
+        # gRPC's core logs each failed handshake at its INFO level: not in lookupd's log,
+        # where any client could add a line at will.
+        assert "Handshake failed" not in server.log_text()
         assert server.events() == []  # kv logs by default
         assert "tls=mtls" in server.log_text()
         assert server.stop() == 0

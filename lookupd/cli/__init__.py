@@ -12,6 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+# gRPC's core logs to stderr below lookupd's logging, at its INFO level a line for every
+# failed TLS handshake (a client can add those at will); an operator can still set it.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from lookupd.cli import admin, build, describe, lookup, serve, version
 from lookupd.errors import LookupdError
 from lookupd.version import __version__
