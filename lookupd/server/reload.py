@@ -13,10 +13,13 @@ watcher looks again at its next poll, and the admin RPC is told one is in progre
 reload that takes long can hold up neither serving nor stopping. Only regular files are
 read, and opening one never blocks (a FIFO put in a file's place is refused, once).
 
-Writers must replace files by renaming a complete new file over the old one (``lookupd
-build`` does): a file rewritten in place can be read half written. Snapshots carry a
-checksum, so a half-written one is refused rather than served; the watcher also waits
-until a changed file has kept the same state for one poll interval.
+The server serves a snapshot from its own verified copy in the run directory
+(:mod:`lookupd.datafiles.private_copy`), so whatever then happens to the operator's file
+(rewritten in place, truncated, deleted) changes no answer. Writers should still replace
+files by renaming a complete new file over the old one (``lookupd build`` does): a file
+rewritten in place can be read half written. A half-written snapshot fails its checksum and
+is refused rather than served; a source file or policy file has no checksum, so the watcher
+waits until a changed file has kept the same state for one poll interval.
 """
 
 from __future__ import annotations

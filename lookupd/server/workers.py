@@ -3,10 +3,13 @@
 A sync gRPC server in Python answers on about one core (the GIL). To use more cores,
 ``lookupd serve --workers N`` runs a supervisor that:
 
-1. opens the data once (a snapshot is memory-mapped; embedded or source data is compiled
-   into the supervisor's memory) so that the workers, forked from it, share those pages;
-2. reserves the port: a socket bound with ``SO_REUSEPORT`` but never listening, which
-   fixes the port (``--port 0`` picks one) without taking connections;
+1. opens the data once (a snapshot is copied into the run directory, verified, and the
+   copy memory-mapped; embedded or source data is compiled into the supervisor's memory)
+   so that the workers, forked from it, share those pages; a reload maps the same
+   content-addressed copy in every worker;
+2. refuses a port another server listens on, then reserves the port: a socket bound with
+   ``SO_REUSEPORT`` but never listening, which fixes the port (``--port 0`` picks one)
+   without taking connections;
 3. forks N workers before any gRPC object exists (gRPC does not survive a fork: the
    supervisor imports grpc but creates nothing with it); each
    starts its own server on the port with ``SO_REUSEPORT``, and the kernel spreads new
@@ -15,7 +18,8 @@ A sync gRPC server in Python answers on about one core (the GIL). To use more co
    SIGTERM/SIGINT are forwarded and the workers are given their drain and grace to stop;
    SIGHUP is forwarded; SIGUSR1 from a worker (after an admin ``Reload``) is forwarded as
    SIGHUP to every other worker; a worker that dies is restarted, after a delay that grows
-   while it keeps dying young.
+   while it keeps dying young; a worker whose heartbeat stops (stopped, or stuck) is
+   killed and restarted.
 
 A restarted worker starts from the data and policies loaded before the fork, then reloads
 the files that changed since. A first worker that cannot start (unreadable TLS files, say)
