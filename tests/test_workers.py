@@ -35,6 +35,8 @@ from versions import (
 from lookupd.client import Client, ServerError
 from lookupd.errors import LookupdError
 from lookupd.server import cpus, workers
+from lookupd.server.app import LookupServer, ServerConfig, serve
+from lookupd.server.reload import preload
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
 
@@ -433,6 +435,33 @@ def _kill_a_worker_and_wait_for_its_replacement(served: Served) -> tuple[int, in
     while replacement not in _versions_by_process(served.target):
         assert time.monotonic() < deadline, "the replacement never answered"
     return victim, replacement
+
+
+def test_a_worker_answers_its_first_call_from_the_preloaded_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The kernel hands a (re)started worker connections as soon as it listens, so its first
+    # call must find the data served: asked at once after the start, in its own process.
+    codes: list[grpc.StatusCode] = []
+    start = LookupServer.start
+
+    def start_then_ask(server: LookupServer) -> LookupServer:
+        start(server)
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub: Any = lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                stub.GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT_S)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+        return server
+
+    monkeypatch.setattr(LookupServer, "start", start_then_ask)
+    stop = threading.Event()
+    stop.set()  # serve() returns once it has served
+    config = ServerConfig(host="127.0.0.1", port=0, watch_interval_s=0)
+    serve(config, preloaded=preload(None, None), stop_event=stop)
+    assert codes == [grpc.StatusCode.OK]
 
 
 def test_a_restarted_worker_catches_up_with_the_files(

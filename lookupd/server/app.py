@@ -326,8 +326,6 @@ def serve(
     try:
         # 1-2. Build the server and add the servicers; 3-4. bind and start.
         server = LookupServer(config, metrics=metrics, reload=reload, notify_others=notify_others)
-        server.start()
-        _log_start(server, metrics_address, metrics_server)
         reload.loader = loader = Loader(
             db_path,
             policies_path,
@@ -337,6 +335,12 @@ def serve(
             preloaded=preloaded,
             copies=PrivateCopies(run.data),
         )
+        if preloaded is not None:
+            # A worker: the kernel hands it connections as soon as it listens (SO_REUSEPORT),
+            # so it answers from the supervisor's data from its first call, not UNAVAILABLE.
+            loader.load()
+        server.start()
+        _log_start(server, metrics_address, metrics_server)
         _load(server, loader, stop)
         _announce(server, port_file, on_serving)
         _wait_then_stop(server, stop)
@@ -398,13 +402,14 @@ def _log_start(
 
 
 def _load(server: LookupServer, loader: Loader, stop: threading.Event) -> None:
-    """Load the data and the policies (the server stops if they cannot be), catch up with
-    files changed since a preload, and watch the files until ``stop``."""
-    try:
-        loader.load()
-    except BaseException:
-        server.stop(0, drain_s=0)
-        raise
+    """Load the data and the policies unless preloaded (the server stops if they cannot
+    be), catch up with files changed since a preload, and watch the files until ``stop``."""
+    if loader.current is None:
+        try:
+            loader.load()
+        except BaseException:
+            server.stop(0, drain_s=0)
+            raise
     loader.refresh()
     if server.config.watch_interval_s > 0:
         loader.watch(server.config.watch_interval_s, stop)
