@@ -338,6 +338,9 @@ def serve(
         if preloaded is not None:
             # A worker: the kernel hands it connections as soon as it listens (SO_REUSEPORT),
             # so it answers from the supervisor's data from its first call, not UNAVAILABLE.
+            # Only the loader holds the preloaded data: once a reload replaces it, its
+            # mapping goes (a reference here would keep it for the worker's life).
+            del preloaded
             loader.load()
         server.start()
         _log_start(server, metrics_address, metrics_server)

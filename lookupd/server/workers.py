@@ -406,6 +406,12 @@ class Supervisor:
                 sys.stderr.flush()
             os._exit(code)
 
+    def _take_preloaded(self) -> Preloaded | None:
+        """In a worker: hand the preloaded data to its server, keeping no reference here,
+        so that once the worker has reloaded newer data the supervisor's copy is unmapped."""
+        preloaded, self._preloaded = self._preloaded, None
+        return preloaded
+
     def _work(self, worker: _Worker, supervisor: int) -> int:
         index = worker.index
         os.close(self._ready_r)
@@ -429,7 +435,7 @@ class Supervisor:
                 policies_path=self.settings.policies_path,
                 metrics_address=self._metrics_address,
                 notify_others=lambda: _signal(supervisor, signal.SIGUSR1),
-                preloaded=self._preloaded,
+                preloaded=self._take_preloaded(),
                 on_serving=self._say_serving,
                 stop_event=stop,
                 run_dir=self._run,
