@@ -17,6 +17,7 @@ import lzma
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -414,6 +415,16 @@ def test_a_compression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
         read_source(packed)
     monkeypatch.setattr(mmdb, "MAX_DECOMPRESSED_BYTES", size)
     assert len(read_source(packed)) > 0
+
+
+def test_no_temporary_directory_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed = tmp_path / "GeoLite2-City-Test.mmdb.gz"
+    packed.write_bytes(gzip.compress((_TEST_DATA / "GeoLite2-City-Test.mmdb").read_bytes()))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(DataFormatError, match="no temporary directory to decompress it into"):
+        read_source(packed)
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:

@@ -239,7 +239,12 @@ def _uncompressed(path: Path) -> Iterator[Path]:
     if suffix not in _COMPRESSED_SUFFIXES:
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="lookupd-mmdb-") as tmp:
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="lookupd-mmdb-")
+    except OSError as exc:  # no writable temporary directory (a read-only root, no /tmp)
+        msg = f"{path}: no temporary directory to decompress it into: {_one_line(exc, path)}"
+        raise DataFormatError(msg) from exc
+    with scratch as tmp:
         plain = Path(tmp) / path.stem
         try:
             with (
