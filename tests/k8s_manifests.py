@@ -1,0 +1,551 @@
+"""The kustomize manifests in deploy/kubernetes, rendered, and the checks made on them.
+
+Each ``check_*`` function takes the objects one overlay renders to and returns the problems
+it finds, one sentence each (empty: none), so that tests/test_kubernetes.py can show a check
+passing on every overlay and failing on a deliberately broken copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lookupd.cli.settings import SERVE_SETTINGS, read_settings, setting_for
+from lookupd.errors import LookupdError
+from lookupd.wire import HEALTH_SERVICE_NAMES
+
+Obj = dict[str, Any]
+
+REPO = Path(__file__).resolve().parent.parent
+KUBERNETES = REPO / "deploy" / "kubernetes"
+BASE = KUBERNETES / "base"
+OVERLAYS: dict[str, Path] = {
+    "base": BASE,
+    "production": KUBERNETES / "overlays" / "production",
+    "test": KUBERNETES / "overlays" / "test",
+    "snapshot": KUBERNETES / "overlays" / "snapshot",
+}
+LOCAL_OVERLAYS = frozenset({"test"})
+"""Overlays for podman on one machine, not for a cluster: host network allowed."""
+
+SERVER = "lookupd"
+"""The Deployment, and its container that runs ``lookupd serve``."""
+POLICIES_CONFIGMAP = "lookupd-policies"
+SELECTOR_LABELS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/instance"})
+RECOMMENDED_LABELS = SELECTOR_LABELS | {"app.kubernetes.io/component", "app.kubernetes.io/part-of"}
+VERSION_LABEL = "app.kubernetes.io/version"
+RUN_AS = 10001
+"""The image's user and group (Dockerfile: USER 10001:10001)."""
+
+# The volume types the Pod Security Standards' restricted profile allows.
+_RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+
+
+def kubectl() -> str | None:
+    """The kubectl on PATH, or None."""
+    return shutil.which("kubectl")
+
+
+def render_all() -> dict[str, list[Obj]]:
+    """Render every overlay with ``kubectl kustomize`` (in parallel); raise on a failure."""
+    command = kubectl()
+    assert command is not None
+    running = {
+        name: subprocess.Popen(
+            [command, "kustomize", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, path in OVERLAYS.items()
+    }
+    rendered: dict[str, list[Obj]] = {}
+    for name, process in running.items():
+        out, err = process.communicate(timeout=60)
+        if process.returncode != 0:
+            msg = f"kubectl kustomize {OVERLAYS[name]} failed: {err.strip()}"
+            raise AssertionError(msg)
+        rendered[name] = [doc for doc in yaml.safe_load_all(out) if doc]
+    return rendered
+
+
+def find(docs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:
+    """The objects of ``kind`` (named ``name`` if given)."""
+    return [
+        doc
+        for doc in docs
+        if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)
+    ]
+
+
+def deployment(docs: list[Obj]) -> Obj:
+    """The server's Deployment (there is exactly one)."""
+    found = find(docs, "Deployment", SERVER)
+    assert len(found) == 1, f"{len(found)} Deployments named {SERVER}"
+    return found[0]
+
+
+def pod_spec(docs: list[Obj]) -> Obj:
+    """The pod template's spec of the server's Deployment."""
+    spec: Obj = deployment(docs)["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(docs: list[Obj]) -> dict[str, str]:
+    """The labels of the server's pods."""
+    labels: dict[str, str] = deployment(docs)["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def containers(spec: Obj) -> Iterator[Obj]:
+    """Every container of a pod spec, init containers (and native sidecars) included."""
+    yield from spec.get("initContainers", [])
+    yield from spec.get("containers", [])
+
+
+def server_container(docs: list[Obj]) -> Obj:
+    """The container that runs ``lookupd serve``."""
+    found: list[Obj] = [c for c in pod_spec(docs)["containers"] if c["name"] == SERVER]
+    assert len(found) == 1, f"{len(found)} containers named {SERVER}"
+    return found[0]
+
+
+def environment(docs: list[Obj], container: Obj) -> dict[str, str]:
+    """A container's environment as the kubelet sets it: envFrom ConfigMaps, then env."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        assert ref is not None, f"{container['name']}: only envFrom configMapRef is read here"
+        configmaps = find(docs, "ConfigMap", ref["name"])
+        assert configmaps, f"{container['name']}: envFrom names a missing ConfigMap {ref['name']}"
+        env.update(configmaps[0].get("data", {}))
+    for entry in container.get("env", []):
+        if "value" not in entry:
+            assert not entry["name"].startswith("LOOKUPD_"), (
+                f"{entry['name']} must be a literal value so that it can be checked"
+            )
+            continue
+        env[entry["name"]] = entry["value"]
+    return env
+
+
+def setting(env: Mapping[str, str], flag: str) -> Any:
+    """A ``lookupd serve`` setting's value in ``env``, read by lookupd, else its default."""
+    args = argparse.Namespace(**{s.dest: None for s in SERVE_SETTINGS})
+    value = read_settings(args, env).value(flag)
+    return setting_for(flag).default_value() if value is None else value
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration (``30s``, ``1m30s``) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)(ms|s|m|h)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        msg = f"not a duration: {duration!r}"
+        raise ValueError(msg)
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def _subset(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def check_probes(docs: list[Obj]) -> list[str]:
+    """Every gRPC probe asks the port the server listens on, for a service it reports."""
+    problems = []
+    server = server_container(docs)
+    env = environment(docs, server)
+    port = setting(env, "--port")
+    metrics_port = setting(env, "--metrics-port")
+    for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = server.get(name)
+        if probe is None or "grpc" not in probe:
+            problems.append(f"{name}: no native gRPC probe")
+            continue
+        if probe["grpc"]["port"] != port:
+            problems.append(f"{name}: port {probe['grpc']['port']}, the server listens on {port}")
+        service = probe["grpc"].get("service", "")
+        if service not in HEALTH_SERVICE_NAMES:
+            problems.append(f"{name}: health service {service!r} is not one lookupd reports")
+    ports = {p["name"]: p["containerPort"] for p in server.get("ports", [])}
+    if ports and ports != {"grpc": port, "metrics": metrics_port}:
+        problems.append(f"container ports {ports}, settings: grpc {port}, metrics {metrics_port}")
+    annotations = deployment(docs)["spec"]["template"]["metadata"].get("annotations", {})
+    scrape_port = annotations.get("prometheus.io/port")
+    if scrape_port is not None and int(scrape_port) != metrics_port:
+        problems.append(f"prometheus.io/port {scrape_port}, metrics on {metrics_port}")
+    return problems
+
+
+def check_settings(docs: list[Obj]) -> list[str]:
+    """Every LOOKUPD_* variable is a ``lookupd serve`` setting with a value lookupd accepts."""
+    problems = []
+    variables = {s.variable for s in SERVE_SETTINGS}
+    for container in containers(pod_spec(docs)):
+        env = environment(docs, container)
+        for name in sorted(n for n in env if n.startswith("LOOKUPD_")):
+            if name not in variables:
+                problems.append(f"{container['name']}: {name} is no lookupd serve setting")
+        if container["name"] == SERVER:
+            try:
+                setting(env, "--port")
+            except LookupdError as error:
+                problems.append(f"{container['name']}: {error}")
+    return problems
+
+
+def check_shutdown(docs: list[Obj]) -> list[str]:
+    """The grace period covers preStop, drain and grace; liveness does not kill a drain."""
+    problems = []
+    spec = pod_spec(docs)
+    server = server_container(docs)
+    env = environment(docs, server)
+    drain, grace = setting(env, "--drain"), setting(env, "--grace")
+    sleep = server.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+    if not sleep:
+        problems.append("no preStop sleep: SIGTERM may come before the endpoints are removed")
+        sleep = 0
+    if drain <= 0:
+        problems.append("LOOKUPD_DRAIN_S is 0: health-checking clients get no time to move")
+    period = spec.get("terminationGracePeriodSeconds", 30)
+    if period < sleep + drain + grace:
+        problems.append(
+            f"terminationGracePeriodSeconds {period} < preStop {sleep} + drain {drain}"
+            f" + grace {grace}"
+        )
+    liveness = server.get("livenessProbe", {})
+    killed_after = liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3)
+    if killed_after <= drain + grace:
+        problems.append(
+            f"liveness restarts after {killed_after} s of NOT_SERVING, within drain + grace"
+        )
+    return problems
+
+
+def check_policies(docs: list[Obj], scratch: Path) -> list[str]:
+    """The policies ConfigMap validates with lookupd's loader and reaches the server whole."""
+    from lookupd.errors import LookupdError as Invalid
+    from lookupd.policies import load_policies
+
+    problems = []
+    configmaps = find(docs, "ConfigMap", POLICIES_CONFIGMAP)
+    if len(configmaps) != 1:
+        # A hashed name (lookupd-policies-abc123) would roll the pods on every change.
+        return [f"no ConfigMap named exactly {POLICIES_CONFIGMAP}"]
+    data = configmaps[0].get("data", {})
+    server = server_container(docs)
+    path = environment(docs, server).get("LOOKUPD_POLICIES", "")
+    mounts = [
+        m
+        for m in server.get("volumeMounts", [])
+        if path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    volumes = {v["name"]: v for v in pod_spec(docs).get("volumes", [])}
+    if len(mounts) != 1:
+        return [f"LOOKUPD_POLICIES={path!r} is on no volume mount"]
+    mount = mounts[0]
+    if "subPath" in mount:
+        problems.append("the policies are mounted with subPath, which is never updated")
+    if volumes.get(mount["name"], {}).get("configMap", {}).get("name") != POLICIES_CONFIGMAP:
+        problems.append(f"{mount['mountPath']} is not the {POLICIES_CONFIGMAP} ConfigMap")
+    key = path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    if key not in data:
+        return [*problems, f"the ConfigMap has no key {key!r}"]
+    policy_file = scratch / key
+    policy_file.write_text(data[key])
+    try:
+        load_policies(policy_file)
+    except Invalid as error:
+        problems.append(f"{key} does not load: {error}")
+    return problems
+
+
+def check_security(docs: list[Obj], *, local: bool = False) -> list[str]:
+    """The restricted profile on every container and the pod; host network only if local."""
+    problems = []
+    spec = pod_spec(docs)
+    pod = spec.get("securityContext", {})
+    for field in ("hostPID", "hostIPC") + (() if local else ("hostNetwork",)):
+        if spec.get(field):
+            problems.append(f"pod: {field}")
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("pod: a service account token is mounted")
+    if spec.get("enableServiceLinks") is not False:
+        problems.append("pod: service links inject LOOKUPD_PORT=tcp://... variables")
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            problems.append(f"pod: volume {volume['name']} of type {sorted(kinds)}")
+    for container in containers(spec):
+        own = container.get("securityContext", {})
+
+        def effective(field: str, own: Obj = own) -> Any:
+            return own.get(field, pod.get(field))
+
+        name = container["name"]
+        if effective("runAsNonRoot") is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if effective("runAsUser") != RUN_AS or effective("runAsGroup") != RUN_AS:
+            problems.append(f"{name}: not running as {RUN_AS}:{RUN_AS}")
+        if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problems.append(f"{name}: seccomp profile is not RuntimeDefault")
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: privilege escalation is allowed")
+        if own.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: the root file system is writable")
+        if own.get("privileged"):
+            problems.append(f"{name}: privileged")
+        capabilities = own.get("capabilities", {})
+        if capabilities.get("drop") != ["ALL"] or capabilities.get("add"):
+            problems.append(f"{name}: capabilities are not exactly drop ALL")
+        if container.get("ports") and any("hostPort" in p for p in container["ports"]):
+            problems.append(f"{name}: a hostPort")
+    return problems
+
+
+def check_labels(docs: list[Obj], version: str) -> list[str]:
+    """Recommended labels everywhere; selectors only on the stable ones; the right version."""
+    problems = []
+    for doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        labels = doc["metadata"].get("labels", {})
+        missing = RECOMMENDED_LABELS - set(labels)
+        if missing:
+            problems.append(f"{where}: no {', '.join(sorted(missing))}")
+        if VERSION_LABEL in labels and labels[VERSION_LABEL] != version:
+            problems.append(f"{where}: version label {labels[VERSION_LABEL]}, not {version}")
+    template = pod_labels(docs)
+    for where, labels in (
+        ("Deployment", deployment(docs)["metadata"].get("labels", {})),
+        ("pod", template),
+    ):
+        if labels.get(VERSION_LABEL) != version:
+            problems.append(f"{where}: version label {labels.get(VERSION_LABEL)!r}, not {version}")
+    if RECOMMENDED_LABELS - set(template):
+        problems.append(f"pod: no {', '.join(sorted(RECOMMENDED_LABELS - set(template)))}")
+    for where, selector in selectors(docs):
+        if set(selector) != SELECTOR_LABELS:
+            problems.append(f"{where}: selects on {sorted(selector)}, not name and instance")
+    return problems
+
+
+def selectors(docs: list[Obj]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every label selector meant to pick the server's pods (or its Services)."""
+    for doc in docs:
+        kind, name, spec = doc["kind"], doc["metadata"]["name"], doc.get("spec", {})
+        where = f"{kind}/{name}"
+        if kind == "Deployment":
+            yield where, spec["selector"].get("matchLabels", {})
+            for n, tsc in enumerate(spec["template"]["spec"].get("topologySpreadConstraints", [])):
+                yield f"{where} topologySpreadConstraints[{n}]", tsc["labelSelector"]["matchLabels"]
+        elif kind == "Service":
+            yield where, spec.get("selector", {})
+        elif kind == "PodDisruptionBudget":
+            yield where, spec.get("selector", {}).get("matchLabels", {})
+        elif kind == "NetworkPolicy":
+            yield where, spec.get("podSelector", {}).get("matchLabels", {})
+        elif kind == "ServiceMonitor":
+            yield where, spec.get("selector", {}).get("matchLabels", {})
+
+
+def check_selectors(docs: list[Obj]) -> list[str]:
+    """Every selector picks the server's pods; every Service port names a container port."""
+    problems = []
+    pods = pod_labels(docs)
+    port_names = {p["name"] for p in server_container(docs).get("ports", [])}
+    for where, selector in selectors(docs):
+        if where.startswith("ServiceMonitor/"):
+            continue
+        if not _subset(selector, pods):
+            problems.append(f"{where}: selector {selector} does not match the pods")
+    for service in find(docs, "Service"):
+        for port in service["spec"]["ports"]:
+            if port["targetPort"] not in port_names:
+                problems.append(
+                    f"Service/{service['metadata']['name']}: targetPort {port['targetPort']}"
+                    " is no container port"
+                )
+    return problems
+
+
+def check_autoscaling(docs: list[Obj]) -> list[str]:
+    """The HPA scales the Deployment on its server container's CPU, from at least 2 pods."""
+    problems = []
+    for hpa in find(docs, "HorizontalPodAutoscaler"):
+        spec = hpa["spec"]
+        target = spec["scaleTargetRef"]
+        found = find(docs, target["kind"], target["name"])
+        if not found or target.get("apiVersion") != found[0]["apiVersion"]:
+            problems.append(f"HPA target {target} is not in the manifests")
+            continue
+        if "replicas" in found[0]["spec"]:
+            problems.append("the Deployment sets replicas, which every apply resets under the HPA")
+        if spec.get("minReplicas", 1) < 2:
+            problems.append(f"minReplicas {spec.get('minReplicas', 1)}: one pod is no service")
+        if spec["maxReplicas"] < spec.get("minReplicas", 1):
+            problems.append("maxReplicas below minReplicas")
+        names = {c["name"]: c for c in found[0]["spec"]["template"]["spec"]["containers"]}
+        for metric in spec.get("metrics", []):
+            if metric["type"] != "ContainerResource":
+                problems.append(f"metric {metric['type']}: scale on the server container only")
+                continue
+            resource = metric["containerResource"]
+            container = names.get(resource["container"])
+            if container is None:
+                problems.append(f"metric on container {resource['container']}: no such container")
+            elif resource["name"] not in container.get("resources", {}).get("requests", {}):
+                problems.append(f"utilization of {resource['name']} without a request for it")
+    return problems
+
+
+def check_network_policy(docs: list[Obj]) -> list[str]:
+    """Ingress only to the gRPC and metrics ports, each from a named namespace."""
+    problems = []
+    server = server_container(docs)
+    env = environment(docs, server)
+    allowed = {
+        "grpc",
+        "metrics",
+        setting(env, "--port"),
+        setting(env, "--metrics-port"),
+    }
+    for policy in find(docs, "NetworkPolicy"):
+        spec = policy["spec"]
+        if "Ingress" not in spec.get("policyTypes", []):
+            problems.append("the NetworkPolicy does not restrict ingress")
+        ports_seen = set()
+        for n, rule in enumerate(spec.get("ingress", [])):
+            if not rule.get("from"):
+                problems.append(f"ingress[{n}] admits every source")
+            if not rule.get("ports"):
+                problems.append(f"ingress[{n}] admits every port")
+            for peer in rule.get("from", []):
+                if "ipBlock" in peer or not peer.get("namespaceSelector", {}).get("matchLabels"):
+                    problems.append(f"ingress[{n}]: a source other than a labelled namespace")
+            for port in rule.get("ports", []):
+                ports_seen.add(port.get("port"))
+                if port.get("port") not in allowed or "endPort" in port:
+                    problems.append(f"ingress[{n}] admits port {port.get('port')}")
+        if not ports_seen:
+            problems.append("no ingress port admitted: the gateway cannot call")
+    return problems
+
+
+def check_service_monitor(docs: list[Obj]) -> list[str]:
+    """The ServiceMonitor (a CRD kubernetes-validate cannot check) by hand: each pod once."""
+    problems = []
+    known = {"port", "path", "scheme", "interval", "scrapeTimeout"}
+    for monitor in find(docs, "ServiceMonitor"):
+        if monitor["apiVersion"] != "monitoring.coreos.com/v1":
+            problems.append(f"ServiceMonitor apiVersion {monitor['apiVersion']}")
+        spec = monitor["spec"]
+        unknown = set(spec) - {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+        if unknown:
+            problems.append(f"ServiceMonitor: unknown fields {sorted(unknown)}")
+        selector = spec["selector"]["matchLabels"]
+        services = [
+            s for s in find(docs, "Service") if _subset(selector, s["metadata"].get("labels", {}))
+        ]
+        annotations = deployment(docs)["spec"]["template"]["metadata"].get("annotations", {})
+        if any(k.startswith("prometheus.io/") for k in annotations):
+            problems.append("prometheus.io annotations too: a second scrape path")
+        for endpoint in spec["endpoints"]:
+            if set(endpoint) - known:
+                problems.append(f"endpoint: unknown fields {sorted(set(endpoint) - known)}")
+            with_port = [
+                s
+                for s in services
+                if any(p["name"] == endpoint.get("port") for p in s["spec"]["ports"])
+            ]
+            if len(with_port) != 1:
+                problems.append(
+                    f"port {endpoint.get('port')!r} is on {len(with_port)} selected Services,"
+                    " not 1: pods scraped 0 or several times"
+                )
+            if endpoint.get("scheme", "http") not in ("http", "https"):
+                problems.append(f"scheme {endpoint['scheme']}")
+            if endpoint.get("path", "/metrics") != "/metrics":
+                problems.append(f"path {endpoint['path']}: lookupd serves /metrics")
+            try:
+                interval = _seconds(endpoint.get("interval", "30s"))
+                timeout = _seconds(endpoint.get("scrapeTimeout", "10s"))
+            except ValueError as error:
+                problems.append(str(error))
+            else:
+                if timeout > interval:
+                    problems.append("scrapeTimeout longer than interval")
+    return problems
+
+
+def check_snapshot(docs: list[Obj], script: Path) -> list[str]:
+    """The snapshot the server reads is the one the containers beside it build and refresh."""
+    problems = []
+    spec = pod_spec(docs)
+    server = server_container(docs)
+    db = environment(docs, server).get("LOOKUPD_DB")
+    helpers = {c["name"]: c for c in spec.get("initContainers", [])}
+    if set(helpers) != {"snapshot-init", "snapshot-refresh"}:
+        return [f"init containers {sorted(helpers)}"]
+    if "restartPolicy" in helpers["snapshot-init"]:
+        problems.append("snapshot-init is not a plain init container")
+    if helpers["snapshot-refresh"].get("restartPolicy") != "Always":
+        problems.append("snapshot-refresh is not a native sidecar")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    server_mounts = {m["name"]: m for m in server.get("volumeMounts", [])}
+    for name, helper in helpers.items():
+        env = environment(docs, helper)
+        if env.get("SNAPSHOT_PATH") != db:
+            problems.append(f"{name} builds {env.get('SNAPSHOT_PATH')}, the server reads {db}")
+        if helper["image"] != server["image"]:
+            problems.append(f"{name} runs {helper['image']}, the server {server['image']}")
+        if not env.get("SNAPSHOT_SOURCES", "").split():
+            problems.append(f"{name}: no SNAPSHOT_SOURCES")
+        for mount in helper.get("volumeMounts", []):
+            if db and db.startswith(mount["mountPath"] + "/"):
+                shared = server_mounts.get(mount["name"])
+                if (
+                    mount.get("readOnly")
+                    or shared is None
+                    or "emptyDir" not in volumes.get(mount["name"], {})
+                ):
+                    problems.append(f"{name}: {mount['mountPath']} is not shared with the server")
+                elif shared["mountPath"] != mount["mountPath"]:
+                    problems.append(f"{name}: the data volume is elsewhere in the server")
+                break
+        else:
+            problems.append(f"{name}: the snapshot's directory is not on a volume")
+        command = helper.get("command", [])
+        scripts = [c for c in command if c.endswith(".py")]
+        if len(scripts) != 1:
+            problems.append(f"{name}: runs {command}")
+            continue
+        script_dir = str(Path(scripts[0]).parent)
+        mount = next((m for m in helper["volumeMounts"] if m["mountPath"] == script_dir), None)
+        configmap = volumes.get(mount["name"], {}).get("configMap", {}) if mount else {}
+        data: dict[str, str] = next(
+            (c.get("data", {}) for c in find(docs, "ConfigMap", configmap.get("name", ""))), {}
+        )
+        if data.get(Path(scripts[0]).name) != script.read_text():
+            problems.append(f"{name}: {scripts[0]} is not {script.name}")
+    return problems
