@@ -68,3 +68,19 @@ dist-check: ## build both, check their contents, install each in a new venv: com
 
 clean:
 	rm -rf build dist *.egg-info ext/*.c ext/*.html lookupd/core/*.so
+
+# The container image (Dockerfile) and its end-to-end run (deploy/e2e/kube_play.py). The
+# version and revision go in as --label: podman 4.3 reuses a cached LABEL layer built with
+# another --build-arg value.
+.PHONY: image k8s-e2e
+CONTAINER ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE ?= lookupd:$(IMAGE_VERSION)
+IMAGE_ARGS ?=
+image: ## the container image: CONTAINER (podman or docker), IMAGE, IMAGE_ARGS (more build options)
+	$(CONTAINER) build $(IMAGE_ARGS) --label org.opencontainers.image.version=$(IMAGE_VERSION) \
+		--label org.opencontainers.image.revision=$$(git describe --always --dirty 2>/dev/null || echo unknown) \
+		-t $(IMAGE) .
+
+k8s-e2e: ## before a release: image from a local base, podman run and kube play of overlays/test
+	$(PYTHON) deploy/e2e/kube_play.py
