@@ -113,7 +113,9 @@ EXPOSE 50051 50052
 ENTRYPOINT ["lookupd"]
 CMD ["serve"]
 
-# Last, so that a new revision changes only this metadata layer.
+# Last, so that a new revision changes only this metadata layer. podman 4.3 reuses a cached
+# LABEL layer made with other --build-arg values: with podman, set version and revision with
+# `--label` (make image does).
 ARG VERSION=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="lookupd" \

@@ -261,10 +261,12 @@ def build_all(work: Path, figures: dict[str, Any], *, cold: bool) -> None:
         f"BASE_IMAGE={BASE_REPOSITORY}:runtime",
         "--build-arg",
         f"BUILD_IMAGE={BASE_REPOSITORY}:build",
-        "--build-arg",
-        f"VERSION={__version__}",
-        "--build-arg",
-        f"REVISION={revision()}",
+        # Labels, not build arguments: podman 4.3 reuses a cached LABEL layer made with other
+        # --build-arg values.
+        "--label",
+        f"org.opencontainers.image.version={__version__}",
+        "--label",
+        f"org.opencontainers.image.revision={revision()}",
     ]
     log(f"== build {IMAGE} ({'cold: --no-cache' if cold else 'with the cache'})")
     seconds, _ = build(ROOT, IMAGE, common, no_cache=cold)
