@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -707,10 +708,15 @@ def main(argv: list[str] | None = None) -> int:
             check_image(figures)
             check_read_only(figures, str(os.getpid()))
             kube_play(work, figures, cleanup)
-    except (E2EError, ServerError, grpc.RpcError, OSError) as exc:
+    except E2EError as exc:
         figures["result"] = "failed"
         figures["failure"] = str(exc)
         print(f"FAILED: {exc}", file=sys.stderr)
+    except Exception as exc:  # anything unforeseen: recorded too, with where it came from
+        figures["result"] = "failed"
+        figures["failure"] = repr(exc)
+        traceback.print_exc()
+        print(f"FAILED: {exc!r}", file=sys.stderr)
     else:
         figures["result"] = "passed"
     figures["total_s"] = round(time.monotonic() - start, 1)
