@@ -5,7 +5,7 @@ export LOOKUPD_REQUIRE_EXTENSION ?= 1
 .PHONY: help install lint test test-pure bench chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 install: ## editable install with the test and lint tools, compiled core required
 	$(PYTHON) -m pip install -e '.[test,lint]'
