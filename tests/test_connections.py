@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +315,22 @@ def test_connection_options_follow_the_config() -> None:
 # In processes: a stopped server, and a process near its descriptor limit
 
 
+def _wait_until_every_thread_stopped(pid: int) -> None:
+    """SIGSTOP stops a process's threads one by one, as each is next scheduled: a thread
+    still running could answer one more call. Wait (bounded) until all of them are."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with suppress(FileNotFoundError):  # a thread that ended
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                states.append(stat.rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        assert time.monotonic() < deadline, f"threads not stopped: {states}"
+        time.sleep(0.01)
+
+
 def test_a_client_notices_a_stopped_server_within_seconds(tmp_path: Path) -> None:
     served = start_serve(tmp_path, "--workers", "1")
     stopped = False
@@ -324,6 +340,7 @@ def test_a_client_notices_a_stopped_server_within_seconds(tmp_path: Path) -> Non
             assert client.lookup([_OK_V4]).countries.tolist() == ["AU"]
             os.kill(served.process.pid, signal.SIGSTOP)
             stopped = True
+            _wait_until_every_thread_stopped(served.process.pid)
             with pytest.raises(ServerError) as caught:
                 client.lookup([_OK_V4])
             assert caught.value.code == grpc.StatusCode.UNAVAILABLE
