@@ -61,8 +61,15 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    valid: tuple[datetime.timedelta, datetime.timedelta] = (
+        datetime.timedelta(minutes=-1),
+        datetime.timedelta(days=1),
+    ),
 ) -> x509.CertificateBuilder:
+    """A certificate valid from ``now + valid[0]`` to ``now + valid[1]``."""
     now = datetime.datetime.now(datetime.timezone.utc)
     return (
         x509.CertificateBuilder()
@@ -70,8 +77,8 @@ def _builder(
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now + valid[0])
+        .not_valid_after(now + valid[1])
     )
 
 
@@ -172,3 +179,13 @@ def write_certs(directory: Path) -> Certs:
         other_client_cert=_write_cert(directory / "other-client.pem", other_cert),
         other_client_key=_write_key(directory / "other-client.key", other_key),
     )
+
+
+def write_expired_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost that expired yesterday, and its key."""
+    key = _key()
+    name = _name("localhost")
+    yesterday = (datetime.timedelta(days=-2), datetime.timedelta(days=-1))
+    cert = _builder(name, name, key, yesterday).sign(key, hashes.SHA256())
+    directory.mkdir(parents=True, exist_ok=True)
+    return _write_cert(directory / "expired.pem", cert), _write_key(directory / "expired.key", key)

@@ -3,15 +3,12 @@ certificate file's expiry is a metric."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 from pathlib import Path
 
 import pytest
-from certs import write_certs
+from certs import write_certs, write_expired_cert
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from lookupd.client import Client
 from lookupd.client.tls import ClientTLS
@@ -24,34 +21,6 @@ from lookupd.server.metrics import Metrics
 from lookupd.server.tls import ServerTLS
 
 
-def _expired(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 that expired yesterday, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=2))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "expired.pem", directory / "expired.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_not_after_is_the_certificates(tmp_path: Path) -> None:
     certs = write_certs(tmp_path)
     for path in (certs.server_cert, certs.ca):
@@ -60,7 +29,7 @@ def test_not_after_is_the_certificates(tmp_path: Path) -> None:
 
 
 def test_an_expired_certificate_is_refused_at_start(tmp_path: Path) -> None:
-    cert, key = _expired(tmp_path)
+    cert, key = write_expired_cert(tmp_path)
     with pytest.raises(LookupdError, match=r"expired\.pem expired on \d{4}-\d\d-\d\dT"):
         ServerTLS(cert, key).check()
 
@@ -69,7 +38,7 @@ def test_an_expired_certificate_is_refused_on_rotation(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = write_certs(tmp_path / "good")
-    expired_cert, expired_key = _expired(tmp_path / "expired")
+    expired_cert, expired_key = write_expired_cert(tmp_path / "expired")
     live = tmp_path / "live"
     live.mkdir()
     cert, key = live / "server.pem", live / "server.key"
