@@ -82,7 +82,7 @@ def check_tree(
         in_v4 = np.concatenate((in_v4, in_v4 & (depth >= ALIAS_DEPTH)))
         is_record = children > node_count
         networks += int(np.count_nonzero(is_record))
-        records.append(np.unique(children[is_record]))
+        records.append(children[is_record])
         is_node = children < node_count
         # The readers skip a subtree equal to the IPv4 one anywhere outside ::/96.
         alias = is_node & (children == ipv4_start) & ~in_v4
