@@ -36,8 +36,11 @@ RETRIED_METHODS = ("Lookup", "LookupPacked", "CheckRegion", "GetInfo")
 # 0-100 ms, 0-200 ms: random up to the backoff) on a new connection, which lands on a
 # live process. Retries count against the call's deadline. gRPC's JSON service config
 # format (gRFC A6); maxAttempts includes the first attempt.
+# round_robin: a name with several addresses (a headless Service's DNS name, as a
+# dns:/// target) spreads calls over all of them instead of pinning to the first.
 _SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [
