@@ -165,6 +165,9 @@ class Server:
 
     workers: int
     db: str | None = None
+    cgroup_procs: str | None = None
+    """A cgroup's ``cgroup.procs`` file: the server joins it before it starts (its workers
+    are forked inside it), as a container's processes live in the container's cgroup."""
     process: Any = None
     port: int = 0
     supervisor: int | None = None
@@ -210,7 +213,12 @@ class Server:
         started = time.perf_counter()
         with open(os.path.join(self._dir, "log"), "wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=None if self.cgroup_procs is None else self._join_cgroup,
             )
         try:
             self._wait_ready(port_file)
@@ -219,6 +227,12 @@ class Server:
             raise
         self.ready_s = time.perf_counter() - started
         return self
+
+    def _join_cgroup(self) -> None:
+        """In the child, before exec: move this process into ``cgroup_procs``'s cgroup."""
+        assert self.cgroup_procs is not None
+        with open(self.cgroup_procs, "w") as procs:
+            procs.write("0")  # 0: the writing process itself
 
     def _alive(self, what: str) -> None:
         if self.process.poll() is not None:
