@@ -19,12 +19,12 @@ import grpc
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import DNSLogger, DNSServer
+from served import Served, child_env, start_serve
 
 from lookupd.client import Client
 from lookupd.client.channel import channel_options
 from lookupd.v1 import lookup_pb2 as pb
 from lookupd.v1 import lookup_pb2_grpc
-from tests.served import Served, child_env, start_serve
 
 NAME = "lookupd-headless.test."
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")

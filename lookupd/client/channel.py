@@ -54,7 +54,7 @@ _SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 # gRPC keeps a call's request to resend it, but by default only up to 256 KiB: a larger
