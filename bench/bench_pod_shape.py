@@ -42,9 +42,13 @@ from typing import Any
 
 import numpy as np
 
-# Imported by name at run time, as bench_workers imports bench_grpc (bench/ is sys.path[0]).
-_workers: Any = importlib.import_module("bench_workers")
-_fmt = importlib.import_module("bench_grpc")._fmt
+
+def _sibling(name: str) -> Any:
+    """Another bench script as a module, imported when first used: bench/ is sys.path[0]
+    when this runs as a script, but not while pytest collects bench/ (it imports this file
+    too, looking for benchmarks; there are none)."""
+    return importlib.import_module(name)
+
 
 PERIOD_US = 100_000  # the kubelet's CFS period
 # (name, --workers, CPU limit or None)
@@ -92,7 +96,9 @@ class CpuCgroup:
 @contextlib.contextmanager
 def _server(workers: int, cpus: float | None) -> Iterator[tuple[Any, CpuCgroup | None]]:
     cgroup = None if cpus is None else CpuCgroup(f"lookupd-bench-{os.getpid()}", cpus)
-    server = _workers.Server(workers, cgroup_procs=None if cgroup is None else cgroup.procs)
+    server = _sibling("bench_workers").Server(
+        workers, cgroup_procs=None if cgroup is None else cgroup.procs
+    )
     try:
         server.start()
         yield server, cgroup
@@ -104,8 +110,8 @@ def _server(workers: int, cpus: float | None) -> Iterator[tuple[Any, CpuCgroup |
 
 def _latency_client(target: str, seconds: float, start_at: float) -> list[float]:
     """Single-address text calls, one at a time on one connection: each call's seconds."""
-    conn = _workers._connect(target)
-    request = importlib.import_module("bench_grpc")._requests("text", 1)[0]
+    conn = _sibling("bench_workers")._connect(target)
+    request = _sibling("bench_grpc")._requests("text", 1)[0]
     conn.stub.Lookup(request, timeout=30)
     time.sleep(max(0.0, start_at - time.time()))
     times: list[float] = []
@@ -142,7 +148,7 @@ def _measure_shape(
                 latency = pool.submit(
                     _latency_client, server.target, args.seconds, time.time() + 1.5
                 )
-            rate = _workers._measure(
+            rate = _sibling("bench_workers")._measure(
                 pool, server, mode, batch, args.clients, args.channels, args.seconds
             )
             after = cgroup.throttling() if cgroup else (0, 0)
@@ -160,11 +166,12 @@ def _measure_shape(
                 row["latency_under_load"] = _percentiles(latency.result())
             rows.append(row)
             print(
-                f"{name}: {mode} {batch}: {_fmt(rate.rate)}/s, server {rate.server_cores:.2f}"
-                f" cores, throttled {row['throttled_share'] or 0:.0%} of periods",
+                f"{name}: {mode} {batch}: {_sibling('bench_grpc')._fmt(rate.rate)}/s, "
+                f"server {rate.server_cores:.2f} cores, "
+                f"throttled {row['throttled_share'] or 0:.0%} of periods",
                 flush=True,
             )
-        server.notes.extend(_workers._NOTES)
+        server.notes.extend(_sibling("bench_workers")._NOTES)
     return rows
 
 
@@ -185,7 +192,7 @@ def main() -> None:
     started = time.time()
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.clients + 1, mp_context=context) as pool:
-        for job in [pool.submit(_workers._warm) for _ in range(args.clients + 1)]:
+        for job in [pool.submit(_sibling("bench_workers")._warm) for _ in range(args.clients + 1)]:
             job.result()
         for round_number in range(args.rounds):
             shift = round_number % len(SHAPES)
@@ -225,7 +232,7 @@ def _report(results: dict[str, Any]) -> None:
             latency = row.get("latency_under_load")
             timed = "" if latency is None else f"{latency['p50_ms']:.2f} / {latency['p99_ms']:.2f}"
             print(
-                f"| {scenario} | {name} | {_fmt(row['rate'])}/s | "
+                f"| {scenario} | {name} | {_sibling('bench_grpc')._fmt(row['rate'])}/s | "
                 f"{row['rate'] / best[baseline]['rate']:.2f}x | {' '.join(per_round)} | "
                 f"{row['server_cores']:.2f} | {'-' if share is None else f'{share:.0%}'} | "
                 f"{timed} |"
