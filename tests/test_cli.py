@@ -685,12 +685,31 @@ def test_serve_help_shows_each_default_from_the_code(
 def test_every_server_config_field_has_a_serve_setting() -> None:
     from lookupd.server.app import ServerConfig
 
-    # tls and admin are built from several settings; reuse_port is for worker processes.
-    built_otherwise = {"tls", "admin", "reuse_port"}
+    # tls, admin and authz are built from several settings; reuse_port is for workers.
+    built_otherwise = {"tls", "admin", "authz", "reuse_port"}
     fields = {item.name for item in dataclasses.fields(ServerConfig)}
     named = {s.config_field for s in SERVE_SETTINGS if s.config_field is not None}
     assert named <= fields
     assert named == fields - built_otherwise
+
+
+def test_the_envoy_authorizer_settings_reach_its_config() -> None:
+    from lookupd.cli.serve import _server_config
+    from lookupd.server.authz.address import AddressSource
+    from lookupd.server.authz.servicer import AuthzConfig
+
+    default = _server_config(read_settings(_serve_args(), {})).authz
+    assert default == AuthzConfig()
+    assert (default.policy, str(default.ip_source), default.deny_status) == ("", "peer", 403)
+    assert {field.name for field in dataclasses.fields(AuthzConfig)} == {
+        "policy",
+        "ip_source",
+        "deny_status",
+    }  # each has its setting, below
+    environ = {"LOOKUPD_AUTHZ_POLICY": "eu-only", "LOOKUPD_AUTHZ_DENY_STATUS": "451"}
+    args = _serve_args("--authz-ip-source", "xff:2")
+    config = _server_config(read_settings(args, environ)).authz
+    assert config == AuthzConfig("eu-only", AddressSource("xff", hops=2), 451)
 
 
 def test_each_serve_setting_has_one_source_of_default() -> None:
@@ -753,6 +772,9 @@ def test_serve_empty_host_keeps_the_default() -> None:
         ({"LOOKUPD_LOG_LEVEL": "loud"}, "expected one of debug, info, warning, error"),
         ({"LOOKUPD_ADMIN_MTLS": "maybe"}, "LOOKUPD_ADMIN_MTLS: expected one of 1, true"),
         ({"LOOKUPD_TLS_KEY": "k.pem"}, "--tls-cert and --tls-key go together"),
+        ({"LOOKUPD_AUTHZ_IP_SOURCE": "xff:0"}, "--authz-ip-source (LOOKUPD_AUTHZ_IP_SOURCE): xff"),
+        ({"LOOKUPD_AUTHZ_IP_SOURCE": "client"}, "peer, header:NAME or xff:N, not 'client'"),
+        ({"LOOKUPD_AUTHZ_DENY_STATUS": "500"}, "expected one of 400, 401, 403, 404, 429, 451"),
     ],
 )
 def test_serve_settings_refused(environ: dict[str, str], message: str) -> None:

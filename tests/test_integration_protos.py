@@ -127,6 +127,7 @@ def test_the_readme_lists_the_services_reflection_lists(channel: grpc.Channel) -
     registered = sorted(service.name for service in listed.list_services_response.service)
     assert sorted(_readme_table("| service |")) == registered
     assert registered == [
+        "envoy.service.auth.v3.Authorization",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
         "lookupd.v1.AdminService",

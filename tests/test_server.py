@@ -510,6 +510,7 @@ def test_reflection_lists_the_services(running: _Running) -> None:
     assert names == {
         "lookupd.v1.LookupService",
         "lookupd.v1.AdminService",
+        "envoy.service.auth.v3.Authorization",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }

@@ -107,6 +107,8 @@ def _server_config(settings: ServeSettings) -> ServerConfig:
     """The server configuration: the settings given, the config's own defaults for the rest."""
     from lookupd.server.admin import AdminConfig, parse_names
     from lookupd.server.app import ServerConfig
+    from lookupd.server.authz.address import AddressSource
+    from lookupd.server.authz.servicer import AuthzConfig
     from lookupd.server.tls import ServerTLS
 
     given = settings.given
@@ -121,5 +123,10 @@ def _server_config(settings: ServeSettings) -> ServerConfig:
             token_file=Path(token_file) if token_file else None,
             mtls=bool(given["--admin-mtls"]),
             allowed_names=parse_names(given["--admin-allow"]),
+        ),
+        authz=AuthzConfig(
+            policy=given["--authz-policy"] or "",
+            ip_source=AddressSource.parse(settings.value("--authz-ip-source")),
+            deny_status=int(settings.value("--authz-deny-status")),
         ),
     )

@@ -109,6 +109,20 @@ def _default_log_level() -> str:
     return word
 
 
+def _authz_default(name: str) -> object:
+    """The default of the Envoy authorizer's setting ``name``, as the setting reads it."""
+    from lookupd.server.authz.servicer import AuthzConfig
+
+    value = _field_default(AuthzConfig, name)
+    return str(value) if name == "ip_source" else value
+
+
+def _deny_statuses() -> tuple[str, ...]:
+    from lookupd.server.authz.response import DENY_STATUSES
+
+    return tuple(str(status) for status in DENY_STATUSES)
+
+
 def _log_formats() -> tuple[str, ...]:
     from lookupd.server.logs import LOG_FORMATS
 
@@ -328,6 +342,29 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         default_from="any",
     ),
     Setting(
+        "--authz-policy",
+        "LOOKUPD_AUTHZ_POLICY",
+        "str",
+        "Envoy ext_authz: the policy of requests whose route sets no lookupd_policy "
+        "context extension",
+        default_from="none (denied)",
+    ),
+    Setting(
+        "--authz-ip-source",
+        "LOOKUPD_AUTHZ_IP_SOURCE",
+        "str",
+        "Envoy ext_authz: where the client's address is read: peer, header:NAME or xff:N",
+        default_from=lambda: _authz_default("ip_source"),
+    ),
+    Setting(
+        "--authz-deny-status",
+        "LOOKUPD_AUTHZ_DENY_STATUS",
+        "choice",
+        "Envoy ext_authz: the HTTP status of a denied request",
+        default_from=lambda: _authz_default("deny_status"),
+        choices=_deny_statuses,
+    ),
+    Setting(
         "--port-file",
         "LOOKUPD_PORT_FILE",
         "str",
@@ -437,7 +474,17 @@ def _number(value: str, source: str, kind: SettingKind) -> int | float:
 
 
 def _check_together(given: Mapping[str, Any]) -> None:
-    """Refuse TLS and admin settings that only work with others."""
+    """Refuse TLS and admin settings that only work with others, and an Envoy address
+    source that does not read."""
+    source = given["--authz-ip-source"]
+    if source:
+        from lookupd.server.authz.address import AddressSource  # no gRPC: a plain module
+
+        try:
+            AddressSource.parse(source)
+        except LookupdError as exc:
+            msg = f"--authz-ip-source (LOOKUPD_AUTHZ_IP_SOURCE): {exc}"
+            raise LookupdError(msg) from exc
     cert, key, client_ca = given["--tls-cert"], given["--tls-key"], given["--tls-client-ca"]
     if bool(cert) != bool(key):
         msg = "--tls-cert and --tls-key go together"

@@ -23,6 +23,12 @@ from lookupd.datafiles.private_copy import PrivateCopies
 from lookupd.errors import LookupdError
 from lookupd.server.admin import AdminConfig, AdminServicer
 from lookupd.server.answers import Answerer
+from lookupd.server.authz.servicer import (
+    AUTHZ_SERVICE,
+    AuthorizationServicer,
+    AuthzConfig,
+    add_authorization_service,
+)
 from lookupd.server.batches import DEFAULT_MAX_BATCH
 from lookupd.server.bind import bind_hosts, host_port, refuse_in_use
 from lookupd.server.connections import (
@@ -131,6 +137,8 @@ class ServerConfig:
     """Most calls in flight on one connection (HTTP/2 streams; more wait in the client)."""
     stream_idle_timeout_s: float = DEFAULT_STREAM_IDLE_S
     """End a StreamLookup stream that sends no message for this long."""
+    authz: AuthzConfig = field(default_factory=AuthzConfig)
+    """How Envoy's ``Check`` is answered (default policy, address source, deny status)."""
 
 
 class LookupServer:
@@ -184,13 +192,22 @@ class LookupServer:
         lookup_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.admin, guarded
         )
+        # Envoy's external authorization, from the same data and policies.
+        self.authz = AuthorizationServicer(self.config.authz, metrics)
+        add_authorization_service(self.authz, guarded)
         self.health = HealthServicer()
         for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)  # type: ignore[arg-type]
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
             reflection.ReflectionServicer(
-                (LOOKUP_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
+                (
+                    LOOKUP_SERVICE,
+                    ADMIN_SERVICE,
+                    AUTHZ_SERVICE,
+                    HEALTH_SERVICE,
+                    reflection.SERVICE_NAME,
+                )
             ),
             guarded,
         )
@@ -223,6 +240,7 @@ class LookupServer:
     def load(self, answerer: Answerer) -> None:
         """Answer from ``answerer``, and tell health checks the server is SERVING."""
         self.servicer.load(answerer)
+        self.authz.load(answerer)
         for name in HEALTH_SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 

@@ -55,8 +55,11 @@ _REASON_NAMES: dict[int, str] = {
 # RPCs answering per-address results (addresses_total and batch_size series for them).
 _ADDRESS_RPCS = ("Lookup", "LookupPacked", "StreamLookup")
 _BATCH_RPCS = (*_ADDRESS_RPCS, "CheckRegion")
-_ALL_RPCS: tuple[str, ...] = tuple(
-    method.name for method in pb.DESCRIPTOR.services_by_name["LookupService"].methods
+AUTHZ_RPC = "Check"
+"""Envoy's ``envoy.service.auth.v3.Authorization/Check``, as the ``rpc`` label names it."""
+_ALL_RPCS: tuple[str, ...] = (
+    *(method.name for method in pb.DESCRIPTOR.services_by_name["LookupService"].methods),
+    AUTHZ_RPC,
 )
 _OK = "OK"
 
@@ -149,6 +152,8 @@ class Metrics:
         self._reload_failed = self.reloads.labels("failure")
         # (policy, verdict << 8 | reason) -> its verdicts_total child.
         self._verdict_series: dict[tuple[str, int], Counter] = {}
+        # (policy, verdict, reason) -> its authz_decisions_total child.
+        self._authz_series: dict[tuple[str, str, str], Counter] = {}
 
     def _define_call_metrics(self, registry: CollectorRegistry) -> None:
         """The metrics of calls: counts, durations, batch sizes, addresses and verdicts."""
@@ -167,6 +172,13 @@ class Metrics:
         self.verdicts = Counter(
             "lookupd_verdicts",
             "CheckRegion answers, by policy, verdict and deciding rule.",
+            ("policy", "verdict", "reason"),
+            registry=registry,
+        )
+        self.authz_decisions = Counter(
+            "lookupd_authz_decisions",
+            "Envoy external authorization (Check) answers, by policy, verdict and deciding "
+            "rule (the reasons of CheckRegion, and unknown_policy).",
             ("policy", "verdict", "reason"),
             registry=registry,
         )
@@ -341,6 +353,24 @@ class Metrics:
                 self._verdict_series[(policy, pair)] = child
             child.inc(int(counts[pair]))
 
+    def observe_authz(self, policy: str, verdict: str, reason: str, seconds: float) -> None:
+        """Count an Envoy ``Check`` answered (allowed or denied: both are OK calls).
+
+        Args:
+            policy: the policy asked for, as a label (the caller bounds unknown names).
+            verdict: ``allow`` or ``deny``.
+            reason: the deciding rule's word (``country_denied``, ``unknown_policy``, ...).
+            seconds: time taken to answer.
+        """
+        series = self._series(AUTHZ_RPC)
+        series.ok.inc()
+        series.duration.observe(seconds)
+        key = (policy, verdict, reason)
+        child = self._authz_series.get(key)
+        if child is None:
+            child = self._authz_series[key] = self.authz_decisions.labels(*key)
+        child.inc()
+
     def observe_call(self, rpc: str, seconds: float) -> None:
         """Count a call answered OK that has no per-address answers (``GetInfo``)."""
         series = self._series(rpc)
@@ -402,6 +432,7 @@ class Metrics:
 
 
 __all__: Sequence[str] = (
+    "AUTHZ_RPC",
     "BATCH_BUCKETS",
     "DURATION_BUCKETS",
     "RELOAD_BUCKETS",
