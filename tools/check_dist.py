@@ -45,6 +45,9 @@ SDIST_FROM_TREE = (
     "proto/**/*.proto",
     "tests/**/*",
     "tools/embed_data.py",
+    "deploy/**/*",
+    "Dockerfile",
+    ".dockerignore",
 )
 SDIST_FILES = (
     *(f"ext/{core}.pyx" for core in CORES),
