@@ -31,7 +31,13 @@ OVERLAYS: dict[str, Path] = {
     "production": KUBERNETES / "overlays" / "production",
     "test": KUBERNETES / "overlays" / "test",
     "snapshot": KUBERNETES / "overlays" / "snapshot",
+    "istio": KUBERNETES / "overlays" / "istio",
+    "envoy-gateway": KUBERNETES / "overlays" / "envoy-gateway",
 }
+ISTIO_MESH_CONFIG = KUBERNETES / "overlays" / "istio" / "meshconfig.yaml"
+GATEWAY_KINDS = frozenset({"AuthorizationPolicy", "SecurityPolicy", "ReferenceGrant"})
+"""Objects of a gateway's CRDs, in the gateway overlays: checked by hand
+(:func:`check_gateway`), as kubernetes-validate has no schema for them."""
 LOCAL_OVERLAYS = frozenset({"test"})
 """Overlays for podman on one machine, not for a cluster: host network allowed."""
 
@@ -548,4 +554,104 @@ def check_snapshot(docs: list[Obj], script: Path) -> list[str]:
         )
         if data.get(Path(scripts[0]).name) != script.read_text():
             problems.append(f"{name}: {scripts[0]} is not {script.name}")
+    return problems
+
+
+def _policy_names(docs: list[Obj]) -> set[str]:
+    """The names of the policies in the policies ConfigMap (empty if it does not load)."""
+    from lookupd.policies import parse_policies
+
+    (configmap,) = find(docs, "ConfigMap", POLICIES_CONFIGMAP)
+    try:
+        return set(parse_policies(configmap["data"]["policies.yaml"]).policies)
+    except LookupdError:
+        return set()
+
+
+def check_gateway(docs: list[Obj], mesh_config: Obj | None = None) -> list[str]:
+    """The gateway's objects (CRDs kubernetes-validate cannot check) by hand: each asks the
+    lookupd Service on its gRPC port, fails closed with 503, names a policy the ConfigMap
+    has, and may reach lookupd (ReferenceGrant, NetworkPolicy); lookupd reads the address
+    the gateway appends."""
+    problems: list[str] = []
+    if not (find(docs, "AuthorizationPolicy") or find(docs, "SecurityPolicy")):
+        return problems
+    (service,) = find(docs, "Service", SERVER)
+    namespace = service["metadata"].get("namespace", "default")
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    policies = _policy_names(docs)
+    env = environment(docs, server_container(docs))
+    gateway_namespaces = {
+        peer["namespaceSelector"]["matchLabels"].get("kubernetes.io/metadata.name")
+        for policy in find(docs, "NetworkPolicy")
+        for rule in policy["spec"].get("ingress", [])
+        if any(port.get("port") == "grpc" for port in rule.get("ports", []))
+        for peer in rule.get("from", [])
+    }
+    for authz in find(docs, "AuthorizationPolicy"):
+        spec = authz["spec"]
+        if authz["apiVersion"] != "security.istio.io/v1":
+            problems.append(f"AuthorizationPolicy apiVersion {authz['apiVersion']}")
+        if set(spec) - {"selector", "targetRefs", "action", "provider", "rules"}:
+            problems.append(f"AuthorizationPolicy: unknown fields {sorted(spec)}")
+        if spec.get("action") != "CUSTOM":
+            problems.append("AuthorizationPolicy action is not CUSTOM")
+        if authz["metadata"].get("namespace") not in gateway_namespaces:
+            problems.append("the NetworkPolicy does not admit the gateway's namespace")
+        providers = {
+            p["name"]: p.get("envoyExtAuthzGrpc", {})
+            for p in (mesh_config or {}).get("spec", {}).get("meshConfig", {})
+            .get("extensionProviders", [])
+        }  # fmt: skip
+        provider = providers.get(spec.get("provider", {}).get("name"))
+        if provider is None:
+            problems.append("the AuthorizationPolicy names no provider of the mesh config")
+            continue
+        if provider.get("service") != f"{SERVER}.{namespace}.svc.cluster.local":
+            problems.append(f"the provider asks {provider.get('service')}, not lookupd")
+        if provider.get("port") != grpc_port:
+            problems.append(f"the provider's port {provider.get('port')} is not {grpc_port}")
+        if provider.get("failOpen") is not False or provider.get("statusOnError") != "503":
+            problems.append("the provider does not fail closed with 503")
+        if env.get("LOOKUPD_AUTHZ_POLICY") not in policies:
+            problems.append("LOOKUPD_AUTHZ_POLICY names no policy (Istio passes none)")
+    grants = find(docs, "ReferenceGrant")
+    for security in find(docs, "SecurityPolicy"):
+        spec = security["spec"]
+        if security["apiVersion"] != "gateway.envoyproxy.io/v1alpha1":
+            problems.append(f"SecurityPolicy apiVersion {security['apiVersion']}")
+        auth = spec.get("extAuth", {})
+        known = {"grpc", "timeout", "failOpen", "statusOnError", "contextExtensions",
+                 "headersToExtAuth", "recomputeRoute", "includeRouteMetadata"}  # fmt: skip
+        if set(auth) - known:
+            problems.append(f"extAuth: unknown fields {sorted(set(auth) - known)}")
+        refs = auth.get("grpc", {}).get("backendRefs", [])
+        if [(r.get("name"), r.get("namespace"), r.get("port")) for r in refs] != [
+            (SERVER, namespace, grpc_port)
+        ]:
+            problems.append(f"extAuth asks {refs}, not the lookupd Service's gRPC port")
+        if auth.get("failOpen") is not False or auth.get("statusOnError") != 503:
+            problems.append("extAuth does not fail closed with 503")
+        named = [
+            e.get("value") for e in auth.get("contextExtensions", [])
+            if e.get("name") == "lookupd_policy" and e.get("type") == "Value"
+        ]  # fmt: skip
+        if not named or named[0] not in policies:
+            problems.append(f"the lookupd_policy context extension names no policy: {named}")
+        origin = security["metadata"].get("namespace")
+        if origin != namespace and not any(
+            {"group": "gateway.envoyproxy.io", "kind": "SecurityPolicy", "namespace": origin}
+            in grant["spec"]["from"]
+            and {"group": "", "kind": "Service", "name": SERVER} in grant["spec"]["to"]
+            and grant["metadata"].get("namespace") == namespace
+            for grant in grants
+        ):
+            problems.append(f"no ReferenceGrant lets {origin}'s SecurityPolicy name lookupd")
+        if not gateway_namespaces - {None}:
+            problems.append("the NetworkPolicy admits no gateway namespace")
+    source = env.get("LOOKUPD_AUTHZ_IP_SOURCE", "peer")
+    if not source.startswith("xff:"):
+        # The gateway's ext_authz source address is its TCP peer (a node or a load
+        # balancer), not the client.
+        problems.append(f"LOOKUPD_AUTHZ_IP_SOURCE={source}: behind a gateway, use xff:N")
     return problems

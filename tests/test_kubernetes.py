@@ -26,12 +26,14 @@ import pytest
 import yaml
 from k8s_manifests import (
     BASE,
+    ISTIO_MESH_CONFIG,
     KUBERNETES,
     LOCAL_OVERLAYS,
     OVERLAYS,
     REPO,
     Obj,
     check_autoscaling,
+    check_gateway,
     check_labels,
     check_network_policy,
     check_policies,
@@ -55,10 +57,18 @@ from k8s_manifests import (
 import lookupd
 
 SUPPORTED_VERSIONS = tuple(f"1.{minor}.0" for minor in range(30, 38))
-# The one kind no bundled schema knows; check_service_monitor checks it by hand.
+# The CRDs no bundled schema knows, checked by hand instead (check_service_monitor,
+# check_gateway): the Prometheus operator's, Istio's, Envoy Gateway's, the Gateway API's.
+_CUSTOM_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "AuthorizationPolicy": "security.istio.io/v1",
+    "SecurityPolicy": "gateway.envoyproxy.io/v1alpha1",
+    "ReferenceGrant": "gateway.networking.k8s.io/v1beta1",
+}
 UNKNOWN_KIND_ALLOWED = re.compile(
-    r"^WARN \S+ Couldn't find schema for kind ServiceMonitor with api version "
-    r"monitoring\.coreos\.com/v1 for kubernetes version [0-9.]+$"
+    r"^WARN \S+ Couldn't find schema for kind ("
+    + "|".join(f"{kind} with api version {re.escape(api)}" for kind, api in _CUSTOM_KINDS.items())
+    + r") for kubernetes version [0-9.]+$"
 )
 SNAPSHOT_SCRIPT = KUBERNETES / "overlays" / "snapshot" / "refresh_snapshot.py"
 
@@ -182,8 +192,33 @@ def test_consistent_with_lookupd(
         "autoscaling": check_autoscaling(docs),
         "network policy": check_network_policy(docs),
         "service monitor": check_service_monitor(docs),
+        "gateway": check_gateway(docs, _mesh_config()),
     }
     assert {name: found for name, found in problems.items() if found} == {}
+
+
+def _mesh_config() -> Obj:
+    config: Obj = yaml.safe_load(ISTIO_MESH_CONFIG.read_text())
+    return config
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("overlay", "kinds"),
+    [("istio", {"AuthorizationPolicy"}), ("envoy-gateway", {"SecurityPolicy", "ReferenceGrant"})],
+)
+def test_gateway_overlays(rendered: dict[str, list[Obj]], overlay: str, kinds: set[str]) -> None:
+    """lookupd in its own restricted namespace beside the gateway's policy objects."""
+    docs = rendered[overlay]
+    assert kinds <= {doc["kind"] for doc in docs}
+    (namespace,) = find(docs, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    gateway_kinds = {"AuthorizationPolicy", "SecurityPolicy"}
+    for doc in docs:
+        if doc["kind"] not in gateway_kinds | {"Namespace"}:
+            assert doc["metadata"]["namespace"] == "lookupd", doc["kind"]
+    env = environment(docs, server_container(docs))
+    assert env["LOOKUPD_AUTHZ_IP_SOURCE"] == "xff:1"
 
 
 @needs_kubectl
@@ -410,6 +445,61 @@ def _break_service_monitor(docs: list[Obj]) -> None:
             },
         }
     )
+
+
+def _break_provider_port(docs: list[Obj]) -> None:
+    find(docs, "Service", "lookupd")[0]["spec"]["ports"][0]["port"] = 50052
+
+
+def _break_fail_open(docs: list[Obj]) -> None:
+    for security in find(docs, "SecurityPolicy"):
+        security["spec"]["extAuth"]["failOpen"] = True
+
+
+def _break_context_policy(docs: list[Obj]) -> None:
+    for security in find(docs, "SecurityPolicy"):
+        security["spec"]["extAuth"]["contextExtensions"][0]["value"] = "api-suported"
+
+
+def _break_reference_grant(docs: list[Obj]) -> None:
+    for grant in find(docs, "ReferenceGrant"):
+        grant["spec"]["from"][0]["namespace"] = "default"
+
+
+def _break_istio_policy(docs: list[Obj]) -> None:
+    _set_env(docs, "LOOKUPD_AUTHZ_POLICY", "")
+
+
+def _break_ip_source(docs: list[Obj]) -> None:
+    _set_env(docs, "LOOKUPD_AUTHZ_IP_SOURCE", "peer")
+
+
+def _break_gateway_namespace(docs: list[Obj]) -> None:
+    for authz in find(docs, "AuthorizationPolicy"):
+        authz["metadata"]["namespace"] = "istio-ingress"
+
+
+# Broken copies of the gateway overlays, and the overlay each breaks.
+GATEWAY_BREAKAGES: dict[str, tuple[str, Callable[[list[Obj]], None]]] = {
+    "Istio provider port": ("istio", _break_provider_port),
+    "Istio: no policy for every request": ("istio", _break_istio_policy),
+    "Istio: the peer as the client": ("istio", _break_ip_source),
+    "Istio gateway namespace not admitted": ("istio", _break_gateway_namespace),
+    "Envoy Gateway backend port": ("envoy-gateway", _break_provider_port),
+    "Envoy Gateway fails open": ("envoy-gateway", _break_fail_open),
+    "Envoy Gateway policy name": ("envoy-gateway", _break_context_policy),
+    "Envoy Gateway reference grant": ("envoy-gateway", _break_reference_grant),
+}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("breakage", GATEWAY_BREAKAGES)
+def test_gateway_check_catches(rendered: dict[str, list[Obj]], breakage: str) -> None:
+    overlay, breaks = GATEWAY_BREAKAGES[breakage]
+    docs = copy.deepcopy(rendered[overlay])
+    assert check_gateway(docs, _mesh_config()) == []
+    breaks(docs)
+    assert check_gateway(docs, _mesh_config()) != []
 
 
 BREAKAGES: dict[str, tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[str]]]] = {
