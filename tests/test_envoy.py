@@ -74,6 +74,8 @@ def _free_port() -> int:
 
 
 class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # connections kept: Envoy pools them
+
     def do_GET(self) -> None:
         body = json.dumps({name.lower(): value for name, value in self.headers.items()})
         data = body.encode()
@@ -87,9 +89,14 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
+class _App(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's 5 would refuse connections under load
+    daemon_threads = True
+
+
 @pytest.fixture(scope="module")
 def app() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server = _App(("127.0.0.1", 0), _Echo)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -402,3 +409,22 @@ def test_sigterm_drain_loses_no_request(app: int, tmp_path: Path) -> None:
     during = [status for at, status in statuses if at >= signalled]
     assert len(during) > 10
     assert set(during) == {200}, sorted(set(during))
+
+
+def test_concurrent_checks_are_all_answered(gateway: Gateway) -> None:
+    """Many requests at once: more checks in flight than lookupd takes per connection
+    (--max-concurrent-streams 8). A refused stream would be a 503 (Envoy does not retry
+    it); the example keeps Envoy's own limit below lookupd's."""
+    statuses: list[int] = []
+
+    def client(count: int) -> None:
+        for index in range(count):
+            statuses.append(gateway.envoy.get("/v1/thing", (US, DE, AU)[index % 3]).status)
+
+    threads = [threading.Thread(target=client, args=(25,)) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT_S)
+    assert len(statuses) == 1000
+    assert set(statuses) == {200}, {status: statuses.count(status) for status in set(statuses)}
