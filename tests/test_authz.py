@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import textwrap
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2 as attributes_pb
@@ -467,3 +469,51 @@ def test_malformed_bytes_are_invalid_argument(served: Served) -> None:
         with pytest.raises(grpc.RpcError) as failure:
             call(b"\x0a\x05\xff\xff", timeout=TIMEOUT_S)
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ---------------------------------------------------------------------------------------
+# One address at a time (the Check path) agrees with the batch path (CheckRegion's)
+
+
+def _edge_addresses(db: Database, count: int) -> list[str]:
+    """Segment starts and the addresses before them (IPv4 and IPv6), reserved ranges,
+    random addresses, IPv4-mapped forms and text that does not parse."""
+    rng = np.random.default_rng(20261204)
+    out: list[str] = []
+    v4 = db.v4.starts.astype(np.int64)
+    for start in rng.choice(v4, count // 4):
+        for value in (int(start), max(int(start) - 1, 0)):
+            out.append(str(ipaddress.IPv4Address(value)))
+            out.append(f"::ffff:{ipaddress.IPv4Address(value)}")
+    v6 = db.v6.starts
+    for row in rng.choice(len(v6), count // 8):
+        high, low = (int(part) for part in v6[row])
+        value = high << 64 | low
+        out += [str(ipaddress.IPv6Address(value)), str(ipaddress.IPv6Address(max(value - 1, 0)))]
+    out += [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(0, 1 << 32, count // 8)]
+    out += ["10.0.0.1", "127.0.0.1", "192.168.7.7", "100.64.0.1", "224.0.0.1", "0.0.0.0"]
+    out += ["::1", "::", "fe80::1", "2001:db8::1", "ff02::1", "64:ff9b::808:808"]
+    out += ["203.0.113.7", "203.0.113.200", "198.51.100.1", "192.0.2.1"]
+    out += ["", " ", "1.1.1.1 ", "1.2.3.256", "01.2.3.4", "fe80::1%eth0", "x" * 60, "::ffff:1"]
+    return out
+
+
+@pytest.mark.parametrize("policies", ["test", "example"])
+def test_one_at_a_time_agrees_with_the_batch(db: Database, policies: str) -> None:
+    from lookupd.policies import example_policies_path, load_policies
+
+    policy_set = _policies() if policies == "test" else load_policies(example_policies_path())
+    answerer = Answerer.load(db, policy_set)
+    compiled = answerer.policies
+    assert compiled is not None
+    addresses = _edge_addresses(db, 4000)
+    batch = db.lookup(addresses)
+    for index, address in enumerate(addresses):
+        label, status, _ = db.locate_one(address)
+        assert (label, status) == (batch.labels[index], batch.status[index]), address
+    for name in compiled.names:
+        decided = compiled.evaluate(name, batch)
+        for index, address in enumerate(addresses):
+            label, status, key = db.locate_one(address)
+            one = compiled.decide_one(name, label, status, key)
+            assert one == (decided.verdicts[index], decided.reasons[index]), (name, address)

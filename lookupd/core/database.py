@@ -109,15 +109,15 @@ class Database:
         # The labels are read through memoryviews, whose items are Python ints (indexing
         # the array would give a numpy scalar, and int() of it is one more call).
         self._codes: tuple[str | None, ...] = tuple(self._countries.tolist())
-        self._find_v4 = _bind_search(_search.find_index_v4, v4.starts, v4.jump)
-        self._find_v6 = _bind_search(_search.find_index_v6, v6.starts, v6.jump)
+        self._find_v4 = bind_search(_search.find_index_v4, v4.starts, v4.jump)
+        self._find_v6 = bind_search(_search.find_index_v6, v6.starts, v6.jump)
         self._labels_v4 = v4.labels.data  # ndarray.data: a memoryview of the array
         self._labels_v6 = v6.labels.data
         self.mark_reserved = mark_reserved
-        self._find_reserved_v4 = _bind_search(
+        self._find_reserved_v4 = bind_search(
             _search.find_index_v4, reserved.TABLE_V4.starts, reserved.TABLE_V4.jump
         )
-        self._find_reserved_v6 = _bind_search(
+        self._find_reserved_v6 = bind_search(
             _search.find_index_v6, reserved.TABLE_V6.starts, reserved.TABLE_V6.jump
         )
         self._reserved_v4 = reserved.TABLE_V4.labels.data
@@ -240,6 +240,32 @@ class Database:
         code: str | None = self._codes[label]
         return code
 
+    def locate_one(self, ip: str) -> tuple[int, Status, int]:
+        """Return the label, the status and the 128-bit key of one text address (IPv4 as
+        ``::ffff:a.b.c.d``), as one item of :meth:`lookup` would have them; never raises
+        for the text: an invalid address is ``(0, INVALID_ADDRESS, 0)``.
+
+        For callers that decide one address at a time (a policy check per HTTP request),
+        without the arrays of a batch.
+        """
+        key = _parse.parse_one(ip)
+        if key is None:
+            return 0, Status.INVALID_ADDRESS, 0
+        if _MAPPED_FIRST <= key <= _MAPPED_LAST:
+            ipv4 = key - IPV4_MAPPED_PREFIX
+            label = self._labels_v4[self._find_v4(ipv4)]
+            reserved = (flag := self._reserved_prefixes_v4[ipv4 >> 16]) and (
+                flag == 1 or self._reserved_v4[self._find_reserved_v4(ipv4)]
+            )
+        else:
+            label = self._labels_v6[self._find_v6(key)]
+            reserved = (flag := self._reserved_prefixes_v6[key >> 112]) and (
+                flag == 1 or self._reserved_v6[self._find_reserved_v6(key)]
+            )
+        if reserved:
+            return 0, Status.RESERVED, key
+        return label, Status.OK if label else Status.NOT_FOUND, key
+
     def lookup_parsed(
         self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
     ) -> LookupResult:
@@ -351,7 +377,7 @@ def _mark_reserved(
     np.multiply(labels, flags ^ 1, out=labels, casting="unsafe")
 
 
-def _bind_search(
+def bind_search(
     find: Callable[..., int], starts: npt.NDArray[Any], jump: npt.NDArray[Any]
 ) -> Callable[[int], int]:
     """Bind a single-key search to its table, in the form its core reads fastest.

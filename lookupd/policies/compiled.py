@@ -7,6 +7,7 @@ search-core pass, with no Python loop per address.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from lookupd.codes import Reason, Status, Verdict, code_array
 from lookupd.core import _search
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
-from lookupd.core.database import Database
+from lookupd.core.database import Database, bind_search
 from lookupd.core.labels import split_label
 from lookupd.core.result import LookupResult
 from lookupd.core.table import RangeTable, build_table
@@ -48,6 +49,42 @@ class _Compiled:
     """Per network segment: 0 (no override) or the override's verdict."""
     network_reasons: npt.NDArray[np.uint8]
     """Per network segment: 0 or the override's reason."""
+    one: _One
+    """The same tables in the form one decision at a time reads fastest."""
+
+
+@dataclass(frozen=True, slots=True)
+class _One:
+    """A compiled policy for :meth:`CompiledPolicies.decide_one`: bytes, whose items are
+    Python ints (a numpy array's are numpy scalars), and the network search bound."""
+
+    verdicts: bytes
+    reasons: bytes
+    find_network: Callable[[int], int] | None
+    network_verdicts: bytes
+    network_reasons: bytes
+
+    @classmethod
+    def of(
+        cls,
+        verdicts: npt.NDArray[np.uint8],
+        reasons: npt.NDArray[np.uint8],
+        networks: RangeTable | None,
+        network_verdicts: npt.NDArray[np.uint8],
+        network_reasons: npt.NDArray[np.uint8],
+    ) -> _One:
+        find = (
+            None
+            if networks is None
+            else bind_search(_search.find_index_v6, networks.starts, networks.jump)
+        )
+        return cls(
+            verdicts.tobytes(),
+            reasons.tobytes(),
+            find,
+            network_verdicts.tobytes(),
+            network_reasons.tobytes(),
+        )
 
 
 class CompiledPolicies:
@@ -73,6 +110,23 @@ class CompiledPolicies:
 
     def __repr__(self) -> str:
         return f"<CompiledPolicies {', '.join(self.names)} from {self.policy_set.source}>"
+
+    def decide_one(self, name: str, label: int, status: int, key: int) -> tuple[int, int]:
+        """Decide one address under policy ``name`` from its label, status and 128-bit key
+        (as :meth:`Database.locate_one` gives them): its verdict and reason numbers, the
+        same as :meth:`evaluate` gives that address in a batch.
+
+        Raises:
+            KeyError: no policy is named ``name``.
+        """
+        one = self._compiled[name].one
+        index = status * self._n_labels + label
+        if one.find_network is not None and status != Status.INVALID_ADDRESS:
+            found = one.find_network(key)
+            override = one.network_verdicts[found]
+            if override:
+                return override, one.network_reasons[found]
+        return one.verdicts[index], one.reasons[index]
 
     def evaluate(self, name: str, result: LookupResult) -> Decisions:
         """Decide every address of a lookup under policy ``name``.
@@ -123,17 +177,16 @@ def _compile(policy: Policy, db: Database, warnings: list[str]) -> _Compiled:
     _warn(policy, db, warnings)
     networks = _network_table(policy)
     if networks is None:
-        none = np.zeros(1, dtype=np.uint8)
-        return _Compiled(verdicts.ravel(), reasons.ravel(), None, none, none)
-    by_label = np.array([0, Verdict.ALLOW, Verdict.DENY], dtype=np.uint8)
-    reason_by_label = np.array([0, Reason.NETWORK_ALLOWED, Reason.NETWORK_DENIED], dtype=np.uint8)
-    return _Compiled(
-        verdicts.ravel(),
-        reasons.ravel(),
-        networks,
-        by_label[networks.labels],
-        reason_by_label[networks.labels],
-    )
+        network_verdicts = network_reasons = np.zeros(1, dtype=np.uint8)
+    else:
+        by_label = np.array([0, Verdict.ALLOW, Verdict.DENY], dtype=np.uint8)
+        reason_by_label = np.array(
+            [0, Reason.NETWORK_ALLOWED, Reason.NETWORK_DENIED], dtype=np.uint8
+        )
+        network_verdicts = by_label[networks.labels]
+        network_reasons = reason_by_label[networks.labels]
+    tables = (verdicts.ravel(), reasons.ravel(), networks, network_verdicts, network_reasons)
+    return _Compiled(*tables, _One.of(*tables))
 
 
 def _warn(policy: Policy, db: Database, warnings: list[str]) -> None:

@@ -40,15 +40,9 @@ def decide(answerer: Answerer, policy: str, address: str) -> Decision:
     policies = answerer.policies
     if policies is None or policy not in policies.names:
         return Decision(policy, False, UNKNOWN_POLICY, 0)
-    result = answerer.db.lookup((address,))
-    decided = policies.evaluate(policy, result)
-    verdict = int(decided.verdicts[0])
-    return Decision(
-        policy,
-        verdict == Verdict.ALLOW,
-        _REASON_WORDS.get(int(decided.reasons[0]), "unknown"),
-        int(result.labels[0]),
-    )
+    label, status, key = answerer.db.locate_one(address)
+    verdict, reason = policies.decide_one(policy, label, status, key)
+    return Decision(policy, verdict == Verdict.ALLOW, _REASON_WORDS[reason], label)
 
 
 def place_of(answerer: Answerer, label: int) -> tuple[str, str]:
