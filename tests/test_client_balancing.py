@@ -8,6 +8,7 @@ in a cluster, with the DNS server named because the test cannot be the system's.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -187,7 +188,10 @@ def test_a_new_address_is_used_once_connections_age_out(
     port, pids = servers
     records.set(HOSTS[:2])
     target = f"dns://127.0.0.1:{dns_port}/{NAME.rstrip('.')}:{port}"
-    options = [*channel_options(1), ("grpc.dns_min_time_between_resolutions_ms", 200)]
+    options = [
+        *channel_options(1, balanced=True),
+        ("grpc.dns_min_time_between_resolutions_ms", 200),
+    ]
     with grpc.insecure_channel(target, options=options) as channel:
         stub: Any = lookup_pb2_grpc.LookupServiceStub(channel)  # type: ignore[no-untyped-call]
 
@@ -222,3 +226,14 @@ def test_workers_behind_one_address_are_reached_over_several_connections(
         served.stop()
     assert len(one) == 1
     assert len(several) == 2
+
+
+def test_only_dns_targets_are_balanced() -> None:
+    """round_robin for dns: targets; host:port keeps gRPC's pick_first, which reconnects
+    on the next call after a worker process dies (round_robin would wait out a reconnect
+    backoff, failing calls meanwhile: tests/test_workers.py kills workers under load)."""
+    plain = json.loads(dict(channel_options(1))["grpc.service_config"])
+    balanced = json.loads(dict(channel_options(1, balanced=True))["grpc.service_config"])
+    assert "loadBalancingConfig" not in plain
+    assert balanced["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert balanced["methodConfig"] == plain["methodConfig"]

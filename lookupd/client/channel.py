@@ -36,27 +36,29 @@ RETRIED_METHODS = ("Lookup", "LookupPacked", "CheckRegion", "GetInfo")
 # 0-100 ms, 0-200 ms: random up to the backoff) on a new connection, which lands on a
 # live process. Retries count against the call's deadline. gRPC's JSON service config
 # format (gRFC A6); maxAttempts includes the first attempt.
-# round_robin: a name with several addresses (a headless Service's DNS name, as a
-# dns:/// target) spreads calls over all of them instead of pinning to the first.
-_SERVICE_CONFIG = json.dumps(
+_METHOD_CONFIG = [
     {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [
-                    {"service": LOOKUP_SERVICE, "method": method} for method in RETRIED_METHODS
-                ],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
+        "name": [{"service": LOOKUP_SERVICE, "method": method} for method in RETRIED_METHODS],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.05s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
     }
+]
+_SERVICE_CONFIG = json.dumps({"methodConfig": _METHOD_CONFIG})
+# A dns: target names servers by a name with several addresses (a Kubernetes headless
+# Service): calls are spread over all of them (round_robin), where gRPC's default
+# (pick_first) would send every call to the first that answers. Not for host:port targets:
+# there round_robin's reconnect backoff would fail calls for up to a second after a worker
+# process dies, where pick_first reconnects on the next call.
+_BALANCED_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": _METHOD_CONFIG}
 )
+BALANCED_SCHEME = "dns:"
+"""Targets starting with this are balanced call by call over every address of the name."""
 # gRPC keeps a call's request to resend it, but by default only up to 256 KiB: a larger
 # request (50,000 IPv6 addresses packed are 800 kB) would not be retried. 16 MiB covers any
 # request the server accepts by default (8 MiB); the copy lives only while the call does.
@@ -82,13 +84,19 @@ def server_error(error: grpc.RpcError) -> ServerError:
 
 
 def channel_options(
-    channels: int, tls: ClientTLS | None = None, keepalive_s: float = DEFAULT_KEEPALIVE_S
+    channels: int,
+    tls: ClientTLS | None = None,
+    keepalive_s: float = DEFAULT_KEEPALIVE_S,
+    *,
+    balanced: bool = False,
 ) -> list[tuple[str, Any]]:
     """Return the options of each of a client's ``channels`` channels: limits, retries,
-    keepalive (``keepalive_s``; 0: none), TLS."""
+    keepalive (``keepalive_s``; 0: none), TLS, and round_robin over the target's addresses
+    if ``balanced``."""
+    config = _BALANCED_SERVICE_CONFIG if balanced else _SERVICE_CONFIG
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
-        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.service_config", config),
         ("grpc.enable_retries", 1),
         ("grpc.per_rpc_retry_buffer_size", _RETRY_BUFFER_BYTES),
     ]
@@ -149,7 +157,8 @@ class Connected:
         self._in_flight = in_flight * channels
         # Read the files once, before any channel: a bad one fails here, naming it.
         credentials = tls.credentials() if tls is not None else None
-        options = channel_options(channels, tls, keepalive_s)
+        balanced = target.startswith(BALANCED_SCHEME)
+        options = channel_options(channels, tls, keepalive_s, balanced=balanced)
         module: Any = grpc.aio if api == "aio" else grpc
         self._channels: list[Any] = [
             module.insecure_channel(target, options=options)
