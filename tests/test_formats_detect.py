@@ -46,6 +46,10 @@ _BY_CONTENT = [
     ("GeoIP2-City-Blocks-IPv6.csv", "network,geoname_id\n::/0,1\n", "geolite2-csv"),
     ("networks.csv", _BLOCKS, "geolite2-csv"),  # by its header
     ("networks.csv", "\ufeff" + _BLOCKS, "geolite2-csv"),
+    # A header row of column names (a corrections file written by hand, DB-IP's columns).
+    ("corrections.csv", "start,end,country_code\n1.0.0.0,1.0.0.255,AU\n", "location-csv"),
+    ("corrections.csv", "\ufeffStart, End ,Country\n1.0.0.0,1.0.0.255,AU\n", "location-csv"),
+    ("dbip-country.csv", "ip_start,ip_end,country\n1.0.0.0,1.0.0.255,AU\n", "dbip-csv"),
 ]
 
 
@@ -97,7 +101,7 @@ def test_a_locations_file_says_to_pass_the_blocks_files(tmp_path: Path, name: st
     [
         ("notes.txt", "hello world\n", r"cannot tell the format from its first line 'hello"),
         ("three.csv", "a,b,c\n", r"cannot tell the format from its first line 'a,b,c'"),
-        ("header.csv", "start,end,country_code\n1.0.0.0,1.0.0.255,AU\n", "cannot tell"),
+        ("half.csv", "start,stop,country_code\n1.0.0.0,1.0.0.255,AU\n", "cannot tell"),
         ("two.csv", "1.0.0.0,1.0.0.255\n", r"first line '1\.0\.0\.0,1\.0\.0\.255'; pass --format"),
         ("empty.csv", "", r"empty\.csv: empty file"),
         ("blank.csv", "\n\n# only comments\n", r"blank\.csv: empty file"),

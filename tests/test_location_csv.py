@@ -149,3 +149,29 @@ def test_no_progress_callback_reads_the_same(tmp_path: Path) -> None:
     with_progress = read_location_csv(path, progress=lambda done, _: called.append(done))
     assert read_location_csv(path).v4 == with_progress.v4
     assert called == [path.stat().st_size]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["start,end,country_code", "\ufeffstart,end,country_code", "ip_start,ip_end,country",
+     "Start_IP, End_IP ,Country"],
+)  # fmt: skip
+def test_a_first_row_of_column_names_is_skipped(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "corrections.csv"
+    path.write_text(f"# corrections\n{header}\n1.0.0.0,1.0.0.255,AU\n2001:db8::,2001:db8::ff,NL\n")
+    rows = read_location_csv(path)
+    assert rows.label_names == ["", "AU", "NL"]
+
+
+def test_only_the_first_row_may_be_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("start,end,country_code\n1.0.0.0,1.0.0.255,AU\nstart,end,country_code\n")
+    with pytest.raises(DataFormatError, match=r"twice\.csv:3: .*'start'"):
+        read_location_csv(path)
+
+
+def test_a_header_alone_is_no_ranges(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text("start,end,country_code\n")
+    with pytest.raises(DataFormatError, match=r"header\.csv: no ranges in file"):
+        read_location_csv(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lookupd.core import _parse
 from lookupd.datafiles.formats._open import READ_ERRORS, cannot_read, open_binary, open_text
+from lookupd.datafiles.formats._text import is_range_header
 from lookupd.datafiles.formats.lines import MAX_LINE_BYTES
 from lookupd.datafiles.rows import RangeRows
 from lookupd.datafiles.snapshot import MAGIC, is_snapshot
@@ -84,8 +85,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     4. By the first line that is not blank or a ``#`` comment: a header starting
        ``network`` is ``geolite2-csv`` (``geoname_id``: a Locations file, an error); two
        decimal fields, quoted or followed by two more, are ``ip2location-csv``; two
-       addresses (text or decimal) and a third field are ``dbip-csv`` when the name starts
-       ``dbip``, else ``location-csv`` (the same reader).
+       addresses (text or decimal) and a third field, or a header row of such columns
+       (``start,end,country_code``), are ``dbip-csv`` when the name starts ``dbip``, else
+       ``location-csv`` (the same reader).
 
     Raises:
         DataFormatError: the file is missing, unreadable, or of no known format.
@@ -160,6 +162,8 @@ def _detect_csv(path: Path) -> str:
         return "geolite2-csv"
     if first == "geoname_id":
         raise DataFormatError(_LOCATIONS_FILE.format(path=path))
+    if is_range_header(fields):
+        return "dbip-csv" if path.name.lower().startswith("dbip") else "location-csv"
     decimal = len(fields) >= 3 and all(f.isascii() and f.isdigit() for f in fields[:2])
     if decimal and (line.startswith('"') or len(fields) >= 4):
         return "ip2location-csv"

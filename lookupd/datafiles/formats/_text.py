@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -72,16 +72,33 @@ def records(
             yield number, record
 
 
+# First and second column names of a range CSV's header row: ip-location-db's and DB-IP's
+# documented columns, and the spellings people write their corrections files with.
+_HEADER_STARTS = frozenset({"start", "ip_start", "start_ip", "range_start", "first"})
+_HEADER_ENDS = frozenset({"end", "ip_end", "end_ip", "range_end", "last"})
+
+
+def is_range_header(fields: Sequence[str]) -> bool:
+    """Whether a record is a ``start,end,country_code``-style header row (column names, not
+    a range): its first two fields are known start and end column names, in any case."""
+    if len(fields) < 3:
+        return False
+    first = fields[0].strip().lstrip("\ufeff").lower()
+    return first in _HEADER_STARTS and fields[1].strip().lower() in _HEADER_ENDS
+
+
 def read_range_columns(
     path: Path,
     progress: Progress | None,
     columns: str,
     *,
     strict: bool = False,
+    header: bool = False,
 ) -> tuple[list[int], list[str], list[str], list[str]]:
     """Read the first three fields of every record: (line numbers, starts, ends, labels).
 
     Starts and ends keep their text (callers parse them as a batch); labels are stripped.
+    With ``header``, a first record that :func:`is_range_header` recognises is skipped.
 
     Raises:
         DataFormatError: a record with fewer than three fields (named by ``columns``, e.g.
@@ -94,6 +111,9 @@ def read_range_columns(
     try:
         with open_text(path, progress) as handle:
             for line_number, record in records(handle, path, strict=strict):
+                if header and not line_numbers and is_range_header(record):
+                    header = False  # only the first record may be one
+                    continue
                 if len(record) < 3:
                     fail(path, line_number, f"expected {columns}, got {quoted(','.join(record))}")
                 line_numbers.append(line_number)

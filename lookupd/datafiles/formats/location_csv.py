@@ -41,7 +41,9 @@ def read_location_csv(
     be mixed in one file (DB-IP); IPv4-mapped IPv6 text goes to the IPv4 table. Numeric files
     are IPv6 when their name says ``ipv6`` (ip-location-db's naming), IPv4 otherwise. Rows
     are appended to ``rows`` when given, so several files build one table. Columns after
-    the third are ignored.
+    the third are ignored, and so is a first row of column names (``start,end,country_code``,
+    ``ip_start,ip_end,country``: see :func:`~lookupd.datafiles.formats._text.is_range_header`),
+    as a corrections file written by hand often has.
 
     Args:
         path: the file (``.gz``/``.xz`` decompressed on the fly).
@@ -56,7 +58,7 @@ def read_location_csv(
     rows = RangeRows() if rows is None else rows
     numeric_version: IPVersion = 6 if "ipv6" in path.name.lower() else 4
     line_numbers, start_texts, end_texts, label_texts = read_range_columns(
-        path, progress, "start,end,country_code"
+        path, progress, "start,end,country_code", header=True
     )
     start_texts = [text.strip() for text in start_texts]
     end_texts = [text.strip() for text in end_texts]
