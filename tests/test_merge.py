@@ -278,6 +278,23 @@ def test_merge_sources_reads_and_records(tmp_path: Path) -> None:
     assert merged.sources[1].sha256 == hashlib.sha256(fixes.read_bytes()).hexdigest()
 
 
+def test_a_snapshot_is_a_snapshot_whatever_the_format_says(tmp_path: Path) -> None:
+    """``--format location-csv`` given once for a snapshot and a corrections file: the
+    snapshot is still read as one (it was read as text before, and refused as binary)."""
+    from lookupd.datafiles.snapshot import FORMAT, write_snapshot
+
+    base = tmp_path / "base.csv"
+    base.write_text("1.0.0.0,1.0.0.255,AU\n")
+    snapshot = tmp_path / "base.lkd"
+    write_snapshot(snapshot, merge_sources([base]).tables)
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text("start,end,country_code\n1.0.0.7,1.0.0.7,NZ\n")
+    merged = merge_sources([snapshot, fixes], formats=["location-csv", "location-csv"])
+    assert [s.format for s in merged.sources] == [FORMAT, "location-csv"]
+    assert _label_at(merged.tables, 4, _int("1.0.0.7")) == "NZ"
+    assert _label_at(merged.tables, 4, _int("1.0.0.8")) == "AU"
+
+
 def test_merge_sources_refuses_a_bad_source(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("1.0.0.0,1.0.0.300,AU\n")

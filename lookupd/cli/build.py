@@ -37,6 +37,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "source format, once for all sources or once per source in order: "
             + ", ".join(sorted(FORMATS))
+            + " (a snapshot source is read as one whatever this says)"
         ),
     )
     build.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")

@@ -104,9 +104,10 @@ def _read_layer(
     """Read one source into tables; return them, its format, row counts and notes.
 
     A snapshot is a source too (its tables are used as they are), so an operator can lay
-    a corrections file over a snapshot already built.
+    a corrections file over a snapshot already built. It is recognised by its content
+    whatever ``forced`` says: ``--format`` given once for all sources names the others'.
     """
-    if forced is None and is_snapshot(path):
+    if is_snapshot(path):
         snapshot = load_snapshot(path)
         counts = snapshot.header["counts"]
         rows_of = (counts["ipv4"].get("rows", 0), counts["ipv6"].get("rows", 0))
