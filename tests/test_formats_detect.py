@@ -162,3 +162,29 @@ def test_unknown_format_name(tmp_path: Path) -> None:
 
 def test_every_format_has_a_reader() -> None:
     assert set(FORMATS) == {"location-csv", "dbip-csv", "mmdb", "geolite2-csv", "ip2location-csv"}
+
+
+def test_the_whole_unpacked_download_builds_like_its_directory(tmp_path: Path) -> None:
+    """``lookupd build GeoLite2-Country-CSV_*/*.csv``: the Locations files come along with
+    the Blocks files and are read with them, not as sources of their own."""
+    from lookupd.datafiles.merge import merge_sources
+
+    download = tmp_path / "GeoLite2-Country-CSV_20261201"
+    download.mkdir()
+    _write(download / "GeoLite2-Country-Blocks-IPv4.csv", _BLOCKS)
+    _write(
+        download / "GeoLite2-Country-Blocks-IPv6.csv", "network,geoname_id\n2001:db8::/32,2077456\n"
+    )
+    _write(download / "GeoLite2-Country-Locations-en.csv", _LOCATIONS)
+    _write(download / "GeoLite2-Country-Locations-de.csv", _LOCATIONS)
+    files = sorted(download.glob("*.csv"))
+    merged = merge_sources(files)
+    by_directory = merge_sources([download])
+    assert merged.tables.label_names == by_directory.tables.label_names == ("", "AU")
+    assert [Path(s.name).name for s in merged.sources] == [
+        "GeoLite2-Country-Blocks-IPv4.csv",
+        "GeoLite2-Country-Blocks-IPv6.csv",
+    ]
+    # Alone, a Locations file is still an error saying what to pass.
+    with pytest.raises(DataFormatError, match="Locations file"):
+        merge_sources([download / "GeoLite2-Country-Locations-en.csv"])

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from lookupd.core import _search
 from lookupd.core.constants import IPV4_MAX, IPV6_MAX, UNKNOWN_LABEL
 from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, Tables
-from lookupd.datafiles.formats import detect_format, read_source
+from lookupd.datafiles.formats import detect_format, read_source, read_with_their_blocks
 from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import FORMAT, is_snapshot, load_snapshot
 from lookupd.datafiles.sources import SourceInfo, fingerprint
@@ -67,7 +67,9 @@ def merge_sources(
 
     Args:
         paths: source files (or GeoLite2 CSV directories); a later one overrides an earlier
-            one wherever it has a known label.
+            one wherever it has a known label. GeoLite2 Locations files given beside their
+            Blocks files are read with them (see
+            :func:`~lookupd.datafiles.formats.read_with_their_blocks`).
         formats: a format name per path (``None`` to detect it), or ``None`` to detect all.
         report: told each phase and, while reading, the reader's progress.
 
@@ -84,7 +86,10 @@ def merge_sources(
         raise ValueError(msg)
     layers: list[Tables] = []
     sources: list[SourceInfo] = []
+    joined = read_with_their_blocks([Path(given) for given in paths])
     for number, (given, forced) in enumerate(zip(paths, formats, strict=True), start=1):
+        if number - 1 in joined:
+            continue  # a Locations file, read with the Blocks files beside it
         path = Path(given)
         if report is not None:
             of = f" ({number}/{len(paths)})" if len(paths) > 1 else ""

@@ -16,7 +16,7 @@ import csv
 import importlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lookupd.core import _parse
@@ -112,6 +112,20 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if "-locations-" in name:
         raise DataFormatError(_LOCATIONS_FILE.format(path=path))
     return _detect_csv(path)
+
+
+def read_with_their_blocks(paths: Sequence[Path]) -> set[int]:
+    """Return the positions of the GeoLite2 Locations files among ``paths`` that are read
+    with a Blocks file also given from the same directory (its reader joins the Locations
+    files beside it), so that the whole unpacked download
+    (``GeoLite2-Country-CSV_*/*.csv``) builds like the directory. A Locations file given
+    without its Blocks files stays a source, and an error saying to pass them."""
+    with_blocks = {path.parent.resolve() for path in paths if _BLOCKS_NAME.search(path.name)}
+    return {
+        index
+        for index, path in enumerate(paths)
+        if "-locations-" in path.name.lower() and path.parent.resolve() in with_blocks
+    }
 
 
 def read_source(
