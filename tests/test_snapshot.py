@@ -36,7 +36,9 @@ from lookupd.datafiles.sources import SourceInfo
 from lookupd.errors import DataFormatError, LookupdError
 
 _PREFIX = struct.Struct("<12sII32s")
-_SOURCE = SourceInfo("base.csv", "location-csv", 123, "ab" * 32, (4, 2), {"fallback": 3})
+_SOURCE = SourceInfo(
+    "base.csv", "location-csv", 123, "ab" * 32, (4, 2), {"fallback": 3}, "2026-06-01", "given"
+)
 _ARRAY_NAMES = ["v4_starts", "v4_labels", "v4_jump", "v6_starts", "v6_labels", "v6_jump"]
 
 
@@ -64,6 +66,9 @@ def _write(path: Path, tables: Tables | None = None) -> dict[str, Any]:
 
 
 def _assert_same_tables(snapshot: Snapshot, tables: Tables) -> None:
+    # A snapshot holds the canonical form (labels sorted): _small_tables() names them in
+    # row order, so this compares against a relabelled copy, never the same object.
+    tables = tables.canonical()
     assert snapshot.label_names == tables.label_names
     for loaded, original in ((snapshot.v4, tables.v4), (snapshot.v6, tables.v6)):
         np.testing.assert_array_equal(loaded.starts, original.starts)
@@ -135,7 +140,7 @@ def test_round_trip_small(tmp_path: Path) -> None:
         assert snapshot.header == header
         assert snapshot.path == path
     assert snapshot.data_version == header["payload_sha256"]
-    assert snapshot.tables.label_names == tables.label_names
+    assert snapshot.tables.label_names == tables.canonical().label_names
 
 
 def test_header_records_the_build(tmp_path: Path) -> None:
@@ -154,9 +159,13 @@ def test_header_records_the_build(tmp_path: Path) -> None:
             "sha256": "ab" * 32,
             "rows": {"ipv4": 4, "ipv6": 2},
             "notes": {"fallback": 3},
+            "date": "2026-06-01",
+            "date_from": "given",
         }
     ]
-    tables = _small_tables()
+    # The data's date is its sources' (the oldest), not the build's.
+    assert (header["data_date"], header["data_date_from"]) == ("2026-06-01", "given")
+    tables = _small_tables().canonical()
     assert header["counts"] == {
         "ipv4": {"rows": 4, "segments": len(tables.v4)},
         "ipv6": {"rows": 2, "segments": len(tables.v6)},

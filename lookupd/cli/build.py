@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed_s = time.perf_counter() - started
     print(f"wrote {output} ({header['file_size']:,} bytes)")
     print(f"data version id: {header['payload_sha256']}")
+    if header["data_date"]:
+        print(f"data date: {header['data_date']} (from {header['data_date_from']})")
     _summarise(merged, non_iso)
     print(f"time: {elapsed_s:.2f} s")
     return 0

@@ -12,17 +12,19 @@ from typing import Any
 
 from lookupd.cli.lookup import NO_COUNTRY
 from lookupd.core.table import Tables
+from lookupd.datafiles.data_version import data_date_of
 from lookupd.datafiles.merge import FamilyDiff, address_totals, diff, merge_sources
 from lookupd.datafiles.npz import load_compiled
 from lookupd.datafiles.open import open_database
 from lookupd.datafiles.progress import progress_line
-from lookupd.datafiles.snapshot import is_snapshot, load_snapshot
+from lookupd.datafiles.snapshot import is_snapshot, load_snapshot, payload_sha256
 
 _FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 # Header facts `lookupd info` prints, and how it names them.
 _INFO_FIELDS = {
     "data_version": "data version id",
     "format_version": "format version",
+    "data_date": "data date",
     "created": "built",
     "lookupd_version": "built by lookupd",
     "name": "name",
@@ -127,6 +129,7 @@ def run_info(args: argparse.Namespace) -> int:
     from lookupd.policies.iso3166 import non_iso_labels
 
     loaded = _load_any(args.file, quiet=args.json)
+    loaded = _with_version_and_date(loaded)
     tables = loaded.tables
     names = tables.label_names
     totals = {
@@ -150,6 +153,21 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_version_and_date(loaded: _Loaded) -> _Loaded:
+    """``loaded`` with its data version id and data date in its metadata, whatever its kind.
+
+    A snapshot records both; for other data they are what a snapshot of it would record,
+    so the embedded data shows the id a snapshot built from its sources has.
+    """
+    metadata = dict(loaded.metadata)
+    if not isinstance(metadata.get("data_version"), str):
+        metadata = {"data_version": payload_sha256(loaded.tables), **metadata}
+    date = data_date_of(metadata)
+    metadata["data_date"] = date.date
+    metadata["data_date_from"] = date.origin
+    return _Loaded(loaded.name, loaded.kind, loaded.tables, metadata)
+
+
 def _print_info(loaded: _Loaded, totals: dict[str, dict[str, int]], non_iso: list[str]) -> None:
     tables = loaded.tables
     names = tables.label_names
@@ -157,8 +175,9 @@ def _print_info(loaded: _Loaded, totals: dict[str, dict[str, int]], non_iso: lis
     print(f"file: {loaded.name}")
     print(f"kind: {loaded.kind}")
     for key, title in _INFO_FIELDS.items():
-        if key in metadata:
-            print(f"{title}: {metadata[key]}")
+        if metadata.get(key):
+            origin = metadata.get("data_date_from") if key == "data_date" else None
+            print(f"{title}: {metadata[key]}" + (f" (from {origin})" if origin else ""))
     for number, source in enumerate(metadata.get("sources", []), start=1):
         print(f"source {number}: {_describe_source(source)}")
     print(f"segments: {len(tables.v4):,} IPv4, {len(tables.v6):,} IPv6")
@@ -189,6 +208,8 @@ def _describe_source(source: Any) -> str:
     rows = source.get("rows")
     if isinstance(rows, dict):
         facts.append(f"{rows.get('ipv4', 0):,} IPv4 and {rows.get('ipv6', 0):,} IPv6 rows")
+    if source.get("date"):
+        facts.append(f"dated {source['date']} from {source.get('date_from') or '?'}")
     if facts:
         parts.append(f"({', '.join(facts)})")
     return " ".join(parts)

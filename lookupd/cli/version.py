@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lookupd.core import _parse, _search
+from lookupd.datafiles.data_version import data_version_of
 from lookupd.datafiles.open import open_database
 from lookupd.version import __version__
 
@@ -12,10 +13,7 @@ from lookupd.version import __version__
 _VERSION_FIELDS = {
     "name": "data name",
     "version": "data release",
-    "date": "data date",
     "license": "data license",
-    "data_version": "data version id",
-    "created": "data built",
 }
 
 
@@ -36,5 +34,11 @@ def run(args: argparse.Namespace) -> int:
     for key, title in _VERSION_FIELDS.items():
         if key in db.info.metadata:
             print(f"{title}: {db.info.metadata[key]}")
+    version = data_version_of(db)
+    print(f"data version id: {version.id}")
+    if version.data_date:
+        print(f"data date: {version.data_date} (from {version.data_date_from})")
+    if version.built_at:
+        print(f"data built: {version.built_at}")
     print(f"segments: {len(db.v4)} IPv4, {len(db.v6)} IPv6; labels: {len(db.label_names) - 1}")
     return 0

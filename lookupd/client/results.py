@@ -94,6 +94,10 @@ class SourceFile:
     """IPv4 rows read from it."""
     ipv6_rows: int
     """IPv6 rows read from it."""
+    date: str = ""
+    """When the vendor made its data (ISO 8601); ``""`` if unknown."""
+    date_from: str = ""
+    """Where ``date`` came from (``mmdb build_epoch``, ``Last-Modified`` ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,10 @@ class Info:
     """The id of the server process that answered (each worker process has its own)."""
     loaded_at: str
     """When that process loaded its data and policies: ISO 8601 in UTC."""
+    data_date: str = ""
+    """When the data itself was made (its oldest source's date); ``""`` if unknown."""
+    data_date_from: str = ""
+    """Where ``data_date`` came from."""
 
     @property
     def policy_names(self) -> tuple[str, ...]:
@@ -196,7 +204,9 @@ def info_from(response: pb.GetInfoResponse) -> Info:
         data_version=data_version_from(response.data_version),
         data_source=response.data_source,
         sources=tuple(
-            SourceFile(s.name, s.format, s.size, s.sha256, s.ipv4_rows, s.ipv6_rows)
+            SourceFile(
+                s.name, s.format, s.size, s.sha256, s.ipv4_rows, s.ipv6_rows, s.date, s.date_from
+            )
             for s in response.sources
         ),
         counts=Counts(
@@ -215,6 +225,8 @@ def info_from(response: pb.GetInfoResponse) -> Info:
         max_message_bytes=response.max_message_bytes,
         process_id=response.process_id,
         loaded_at=response.loaded_at,
+        data_date=response.data_date,
+        data_date_from=response.data_date_from,
     )
 
 

@@ -266,3 +266,39 @@ class Tables:
     def table(self, version: IPVersion) -> RangeTable:
         """Return the table of one family."""
         return self.v4 if version == 4 else self.v6
+
+    def canonical(self) -> Tables:
+        """Return the same answers in canonical form: these tables if they already are.
+
+        Canonical: the label table is ``""`` then the labels some segment uses, sorted, and
+        no two adjacent segments share a label. Two data sets that answer alike are then
+        the same arrays, so a checksum of them (the data version id) is the same too,
+        whatever order a source named its labels in.
+        """
+        used = np.zeros(len(self.label_names), dtype=bool)
+        used[UNKNOWN_LABEL] = True
+        for table in (self.v4, self.v6):
+            used[table.labels] = True
+        # "" sorts first: the unknown label keeps index 0.
+        names = sorted(
+            name for name, keep in zip(self.label_names, used.tolist(), strict=True) if keep
+        )
+        index = {name: code for code, name in enumerate(names)}
+        remap = np.array([index.get(name, 0) for name in self.label_names], dtype=np.uint16)
+        in_order = bool((remap == np.arange(len(remap), dtype=np.uint16)).all())
+        if in_order and all(_is_coalesced(table) for table in (self.v4, self.v6)):
+            return self
+        v4, v6 = (_coalesced(table, remap[table.labels]) for table in (self.v4, self.v6))
+        return Tables(v4, v6, tuple(names))
+
+
+def _is_coalesced(table: RangeTable) -> bool:
+    """Whether no two adjacent segments of ``table`` share a label."""
+    return not bool((table.labels[1:] == table.labels[:-1]).any())
+
+
+def _coalesced(table: RangeTable, labels: npt.NDArray[np.uint16]) -> RangeTable:
+    """``table`` relabelled with ``labels``, adjacent segments of one label made one."""
+    keep = np.ones(labels.shape[0], dtype=bool)
+    keep[1:] = labels[1:] != labels[:-1]
+    return RangeTable.from_arrays(table.version, table.starts[keep], labels[keep], verify=False)

@@ -23,7 +23,8 @@ from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, Tables
 from lookupd.datafiles.formats import detect_format, read_source, read_with_their_blocks
 from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import FORMAT, is_snapshot, load_snapshot
-from lookupd.datafiles.sources import SourceInfo, fingerprint
+from lookupd.datafiles.source_date import source_date
+from lookupd.datafiles.sources import SourceDate, SourceInfo, fingerprint, oldest
 from lookupd.errors import DataFormatError, InvalidTableError
 
 _Starts = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
@@ -39,6 +40,11 @@ class Merged:
     """The merged tables."""
     sources: tuple[SourceInfo, ...]
     """Each source, in precedence order (later wins)."""
+
+    @property
+    def data_date(self) -> SourceDate:
+        """Return the date of the data: its oldest source's."""
+        return oldest(source.data_date for source in self.sources)
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -61,6 +67,7 @@ def merge_sources(
     paths: Sequence[str | os.PathLike[str]],
     *,
     formats: Sequence[str | None] | None = None,
+    dates: Sequence[SourceDate | None] | None = None,
     report: Reporter | None = None,
 ) -> Merged:
     """Read each source, resolve its overlaps by the table rule, then overlay them in order.
@@ -71,6 +78,8 @@ def merge_sources(
             Blocks files are read with them (see
             :func:`~lookupd.datafiles.formats.read_with_their_blocks`).
         formats: a format name per path (``None`` to detect it), or ``None`` to detect all.
+        dates: the date of each path's data where the caller knows it better than the
+            file does (``None``: found by :func:`~lookupd.datafiles.source_date.source_date`).
         report: told each phase and, while reading, the reader's progress.
 
     Raises:
@@ -84,20 +93,27 @@ def merge_sources(
     if len(formats) != len(paths):
         msg = f"{len(formats)} formats for {len(paths)} sources"
         raise ValueError(msg)
+    dates = [None] * len(paths) if dates is None else list(dates)
+    if len(dates) != len(paths):
+        msg = f"{len(dates)} dates for {len(paths)} sources"
+        raise ValueError(msg)
     layers: list[Tables] = []
     sources: list[SourceInfo] = []
     joined = read_with_their_blocks([Path(given) for given in paths])
-    for number, (given, forced) in enumerate(zip(paths, formats, strict=True), start=1):
+    for number, (given, forced, known) in enumerate(zip(paths, formats, dates, strict=True), 1):
         if number - 1 in joined:
             continue  # a Locations file, read with the Blocks files beside it
         path = Path(given)
         if report is not None:
             of = f" ({number}/{len(paths)})" if len(paths) > 1 else ""
             report.phase(f"reading {path.name}{of}")
-        layer, name, counts, notes = _read_layer(path, forced, report)
+        layer, name, counts, notes, recorded = _read_layer(path, forced, report)
         layers.append(layer)
         size, digest = fingerprint(path)
-        sources.append(SourceInfo(str(given), name, size, digest, counts, notes))
+        date = known or recorded or source_date(path)
+        sources.append(
+            SourceInfo(str(given), name, size, digest, counts, notes, date.date, date.origin)
+        )
     if report is not None and len(layers) > 1:
         report.phase(f"merging {len(layers)} sources")
     return Merged(overlay(layers), tuple(sources))
@@ -105,8 +121,9 @@ def merge_sources(
 
 def _read_layer(
     path: Path, forced: str | None, report: Reporter | None
-) -> tuple[Tables, str, tuple[int, int], dict[str, int]]:
-    """Read one source into tables; return them, its format, row counts and notes.
+) -> tuple[Tables, str, tuple[int, int], dict[str, int], SourceDate | None]:
+    """Read one source into tables; return them, its format, row counts, notes and the
+    date of its data if the source records it (a snapshot does).
 
     A snapshot is a source too (its tables are used as they are), so an operator can lay
     a corrections file over a snapshot already built. It is recognised by its content
@@ -116,7 +133,7 @@ def _read_layer(
         snapshot = load_snapshot(path)
         counts = snapshot.header["counts"]
         rows_of = (counts["ipv4"].get("rows", 0), counts["ipv6"].get("rows", 0))
-        return snapshot.tables, FORMAT, rows_of, dict(snapshot.header["notes"])
+        return snapshot.tables, FORMAT, rows_of, dict(snapshot.header["notes"]), snapshot.data_date
     name = forced or detect_format(path)
     rows = read_source(path, format=name, progress=None if report is None else report.update)
     if len(rows) == 0:
@@ -126,7 +143,7 @@ def _read_layer(
         report.phase(f"resolving overlaps in {path.name}")
     v4, v6 = rows.tables()
     layer = Tables(v4, v6, tuple(rows.label_names))
-    return layer, name, (len(rows.v4[0]), len(rows.v6[0])), dict(sorted(rows.notes.items()))
+    return layer, name, (len(rows.v4[0]), len(rows.v6[0])), dict(sorted(rows.notes.items())), None
 
 
 def overlay(layers: Sequence[Tables]) -> Tables:
@@ -168,19 +185,14 @@ def overlay(layers: Sequence[Tables]) -> Tables:
             here = remap[table.labels[_segment_of(table, starts)]]
             labels = np.where(here != UNKNOWN_LABEL, here, labels)
         merged[version] = _coalesce(starts, labels)
-    # Drop labels no segment uses any more (overridden everywhere), keeping the order.
-    used = np.zeros(len(union), dtype=bool)
-    used[UNKNOWN_LABEL] = True
-    for _, labels in merged.values():
-        used[labels] = True
-    compact = (np.cumsum(used) - 1).astype(np.uint16)
     v4_starts, v4_labels = merged[4]
     v6_starts, v6_labels = merged[6]
+    # Labels no segment uses any more (overridden everywhere) are dropped here.
     return Tables(
-        RangeTable.from_arrays(4, v4_starts, compact[v4_labels], verify=False),
-        RangeTable.from_arrays(6, v6_starts, compact[v6_labels], verify=False),
-        tuple(name for name, keep in zip(union, used.tolist(), strict=True) if keep),
-    )
+        RangeTable.from_arrays(4, v4_starts, v4_labels, verify=False),
+        RangeTable.from_arrays(6, v6_starts, v6_labels, verify=False),
+        union,
+    ).canonical()
 
 
 def address_totals(table: RangeTable) -> dict[int, int]:

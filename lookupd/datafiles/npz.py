@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lookupd.core.table import RangeTable
+from lookupd.core.table import RangeTable, Tables
 from lookupd.errors import DataFormatError, InvalidTableError
 
 FORMAT = "lookupd-compiled-npz"
@@ -31,8 +31,13 @@ def save_compiled(
     label_names: list[str] | tuple[str, ...],
     metadata: dict[str, Any],
 ) -> None:
-    """Write the tables to ``path`` (written to a temporary name, then renamed)."""
+    """Write the tables to ``path`` (written to a temporary name, then renamed).
+
+    Written in canonical form (:meth:`Tables.canonical`), as a snapshot is.
+    """
     path = Path(path)
+    canonical = Tables(v4, v6, tuple(label_names)).canonical()
+    v4, v6, label_names = canonical.v4, canonical.v6, canonical.label_names
     record = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("wb") as handle:
@@ -102,4 +107,7 @@ def load_compiled(
         if table.labels.max(initial=0) >= len(label_names):
             msg = f"{path}: IPv{table.version} labels point past the label table"
             raise DataFormatError(msg)
-    return v4, v6, label_names, metadata
+    # Label codes in the order a snapshot of the same answers has (a no-op for files
+    # save_compiled wrote, which it writes canonical).
+    tables = Tables(v4, v6, tuple(label_names)).canonical()
+    return tables.v4, tables.v6, list(tables.label_names), metadata

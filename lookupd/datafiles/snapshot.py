@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from lookupd.core import _search
 from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, Tables
-from lookupd.datafiles.sources import SourceInfo
+from lookupd.datafiles.sources import SourceDate, SourceInfo, oldest
 from lookupd.errors import DataFormatError, InvalidTableError, LookupdError
 from lookupd.files import open_regular
 from lookupd.version import __version__
@@ -97,6 +97,15 @@ class Snapshot:
         return version
 
     @property
+    def data_date(self) -> SourceDate:
+        """Return the date of the data (its oldest source's); a snapshot written before
+        lookupd recorded it gives its build time, from ``created``."""
+        date = self.header.get("data_date")
+        if isinstance(date, str) and date:
+            return SourceDate(date, str(self.header.get("data_date_from", "")))
+        return SourceDate(self.header["created"], "snapshot build time")
+
+    @property
     def tables(self) -> Tables:
         """Return the tables and label table as one record."""
         return Tables(self.v4, self.v6, self.label_names)
@@ -105,11 +114,14 @@ class Snapshot:
     def metadata(self) -> dict[str, Any]:
         """Return the header's facts about the data, for ``DataInfo.metadata``."""
         keys = ("created", "lookupd_version", "sources", "counts", "non_iso_labels", "notes")
+        date = self.data_date
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "data_version": self.data_version,
             **{key: self.header[key] for key in keys},
+            "data_date": date.date,
+            "data_date_from": date.origin,
         }
 
 
@@ -133,6 +145,9 @@ def write_snapshot(
 ) -> dict[str, Any]:
     """Write ``tables`` as a snapshot at ``path``, atomically; return the header written.
 
+    The tables are written in canonical form (:meth:`Tables.canonical`), so the payload
+    checksum, the data version id, depends only on the answers.
+
     The file is written under a temporary name in the same directory, flushed to disk and
     renamed over ``path``, and the directory is synced, so a reader sees either the old
     file or the whole new one. An existing file keeps its permissions; a new one gets 0644.
@@ -147,6 +162,7 @@ def write_snapshot(
         LookupdError: the file cannot be written (the message names it).
     """
     path = Path(path)
+    tables = tables.canonical()
     payload, arrays = _payload(tables)
     counts = {
         _FAMILIES[table.version]: {
@@ -156,10 +172,13 @@ def write_snapshot(
         for table in (tables.v4, tables.v6)
     }
     when = created or datetime.datetime.now(datetime.timezone.utc)
+    data_date = oldest(source.data_date for source in sources)
     header: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": when.astimezone(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data_date": data_date.date,
+        "data_date_from": data_date.origin,
         "lookupd_version": __version__,
         "sources": [source.as_json() for source in sources],
         "counts": counts,
@@ -405,6 +424,9 @@ def _check_header(path: Path, header: object, header_end: int) -> None:
     for key in ("created", "lookupd_version"):
         if not isinstance(header.get(key), str):
             raise bad(f"header field {key!r} is not a string")
+    for key in ("data_date", "data_date_from"):  # absent before lookupd recorded them
+        if not isinstance(header.get(key, ""), str):
+            raise bad(f"header field {key!r} is not a string")
     names = header.get("label_names")
     if not (
         isinstance(names, list)
@@ -513,9 +535,10 @@ def payload_sha256(tables: Tables) -> str:
     """Return the SHA-256 (hex) of the payload a snapshot of ``tables`` would hold.
 
     The payload starts on a page boundary, so its checksum does not depend on the header:
-    this is the ``data_version`` :func:`write_snapshot` records.
+    this is the ``data_version`` :func:`write_snapshot` records. Like that function it
+    takes the tables in canonical form, so equal answers give equal checksums.
     """
-    payload, arrays = _payload(tables)
+    payload, arrays = _payload(tables.canonical())
     layout, _ = _layout(0, arrays)
     return _payload_sha256(0, layout, payload)
 

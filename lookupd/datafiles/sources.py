@@ -1,12 +1,50 @@
-"""Where a source of a build came from: its name, format, size, checksum and row counts."""
+"""Where a source of a build came from: its name, format, size, checksum, row counts and date."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookupd.errors import DataFormatError
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDate:
+    """When a source's data was made, and how that was found out."""
+
+    date: str
+    """ISO 8601 in UTC (``2026-12-01`` or ``2026-12-01T04:05:06+00:00``); ``""`` if unknown."""
+    origin: str
+    """Where the date came from (see :mod:`~lookupd.datafiles.source_date`), ``""`` if unknown."""
+
+
+def oldest(dates: Iterable[SourceDate]) -> SourceDate:
+    """Return the oldest of ``dates`` that is known, else the unknown date."""
+    known = [(when, date) for date in dates if (when := parse_date(date.date)) is not None]
+    if not known:
+        return SourceDate("", "")
+    return min(known, key=lambda pair: pair[0])[1]
+
+
+def iso_from_timestamp(seconds: float) -> str:
+    """Return Unix seconds as ISO 8601 in UTC, to the second."""
+    when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
+def parse_date(text: str) -> float | None:
+    """Return an ISO 8601 date or date-time as Unix seconds (UTC if it has no offset)."""
+    try:
+        # Python 3.10's fromisoformat does not accept the "Z" suffix.
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +63,15 @@ class SourceInfo:
     """Rows read, (IPv4, IPv6)."""
     notes: dict[str, int] = field(default_factory=dict)
     """The reader's notes (e.g. rows that fell back to ``registered_country``), counted."""
+    date: str = ""
+    """When the vendor made the data (ISO 8601, see :mod:`~lookupd.datafiles.source_date`)."""
+    date_from: str = ""
+    """Where ``date`` came from (e.g. ``mmdb build_epoch``); ``""`` if unknown."""
+
+    @property
+    def data_date(self) -> SourceDate:
+        """Return the date of the source's data and where it came from."""
+        return SourceDate(self.date, self.date_from)
 
     def as_json(self) -> dict[str, object]:
         """Return the record as JSON-ready values."""
@@ -35,6 +82,8 @@ class SourceInfo:
             "sha256": self.sha256,
             "rows": {"ipv4": self.rows[0], "ipv6": self.rows[1]},
             "notes": dict(self.notes),
+            "date": self.date,
+            "date_from": self.date_from,
         }
 
 

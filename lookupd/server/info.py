@@ -38,6 +38,8 @@ def info(answerer: Answerer, *, max_message_bytes: int) -> pb.GetInfoResponse:
         max_message_bytes=max_message_bytes,
         process_id=os.getpid(),
         loaded_at=answerer.loaded_at,
+        data_date=answerer.version.data_date,
+        data_date_from=answerer.version.data_date_from,
     )
 
 
@@ -70,4 +72,6 @@ def _source_message(source: object) -> pb.Source:
         sha256=str(source.get("sha256", "")),
         ipv4_rows=_int(rows.get("ipv4")),
         ipv6_rows=_int(rows.get("ipv6")),
+        date=str(source.get("date", "")),
+        date_from=str(source.get("date_from", "")),
     )

@@ -65,26 +65,27 @@ _OK = "OK"
 
 
 class _DataAgeCollector(Collector):
-    """``lookupd_data_age_seconds``, computed at scrape time from a build-time getter.
+    """``lookupd_data_age_seconds``, computed at scrape time from a data-date getter.
 
     A collector rather than a gauge: ``Gauge.set_function`` does not exist in multiprocess
     mode, and a stored age would be stale by the time it is scraped. The age is that of the
     data of the process answering the scrape.
     """
 
-    def __init__(self, built_at: Callable[[], float | None], clock: Callable[[], float]) -> None:
-        self._built_at = built_at
+    def __init__(self, dated: Callable[[], float | None], clock: Callable[[], float]) -> None:
+        self._dated = dated
         self._clock = clock
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
             "lookupd_data_age_seconds",
-            "Seconds since the build of the data this process serves (the process answering "
-            "the scrape; absent when the build time is unknown).",
+            "Seconds since the data this process serves was made: its oldest source's date "
+            "(the vendor's build, release or Last-Modified), else its build time (the "
+            "process answering the scrape; absent when neither is known).",
         )
-        built_at = self._built_at()
-        if built_at is not None and math.isfinite(built_at):
-            family.add_metric([], self._clock() - built_at)
+        dated = self._dated()
+        if dated is not None and math.isfinite(dated):
+            family.add_metric([], self._clock() - dated)
         yield family
 
 
@@ -131,12 +132,13 @@ class Metrics:
         registry = self.registry
         self._lock = threading.Lock()
         self._built_at: float | None = None
+        self._dated: float | None = None
         # Where "now" comes from for the load time and the data age (tests pass their own).
         self._clock = clock
         self._serving: tuple[str, str] | None = None
         self._define_call_metrics(registry)
         self._define_data_metrics(registry)
-        self.data_age = _DataAgeCollector(lambda: self._built_at, clock)
+        self.data_age = _DataAgeCollector(lambda: self._dated, clock)
         registry.register(self.data_age)
         if multiprocess_directory() is None:
             # Custom collectors do not merge across processes: only in single-process mode.
@@ -210,6 +212,14 @@ class Metrics:
         self.data_build_timestamp = Gauge(
             "lookupd_data_build_timestamp_seconds",
             "Build (or release) time of the data most recently loaded; NaN when unknown.",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        # - data date: the same, for the date of the data itself (what the age counts from).
+        self.data_date_timestamp = Gauge(
+            "lookupd_data_date_timestamp_seconds",
+            "Date of the data most recently loaded: its oldest source's own date; NaN when "
+            "unknown.",
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
@@ -389,11 +399,18 @@ class Metrics:
         self.requests.labels(rpc, code).inc()
         self._series(rpc).duration.observe(seconds)
 
-    def set_data(self, version: str, built_at: float | None, policy_version: str) -> None:
+    def set_data(
+        self,
+        version: str,
+        built_at: float | None,
+        policy_version: str,
+        data_date: float | None = None,
+    ) -> None:
         """Record that this process now serves ``version`` of the data with those policies.
 
         Sets ``lookupd_data_info`` to 1 for the pair and to 0 for the pair served before,
-        the build time (NaN when unknown, and then no data age), and the load time (now).
+        the build time and the data's own date (NaN when unknown; the data age counts from
+        the date, else from the build time, else is absent), and the load time (now).
         """
         with self._lock:  # a reload thread and a start may race; flips stay paired
             serving = (version, policy_version)
@@ -403,7 +420,9 @@ class Metrics:
                 self._serving = serving
             self.data_info.labels(*serving).set(1)
             self._built_at = built_at
+            self._dated = built_at if data_date is None else data_date
             self.data_build_timestamp.set(math.nan if built_at is None else built_at)
+            self.data_date_timestamp.set(math.nan if data_date is None else data_date)
             self.data_loaded_timestamp.set(self._clock())
 
     def reload_finished(self, ok: bool, seconds: float) -> None:

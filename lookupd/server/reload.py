@@ -221,6 +221,8 @@ class Loader:
             data_source=db.info.source,
             data_version=answerer.version.id,
             built_at=answerer.version.built_at,
+            data_date=answerer.version.data_date,
+            data_date_from=answerer.version.data_date_from,
             ipv4_segments=len(db.v4),
             ipv6_segments=len(db.v6),
             labels=len(db.label_names) - 1,
@@ -420,8 +422,13 @@ class Loader:
         if self._metrics is not None:
             from lookupd.datafiles.data_version import parse_built_at
 
-            built_at = parse_built_at(answerer.version.built_at)
-            self._metrics.set_data(answerer.version.id, built_at, answerer.policy_version)
+            version = answerer.version
+            self._metrics.set_data(
+                version.id,
+                parse_built_at(version.built_at),
+                answerer.policy_version,
+                parse_built_at(version.data_date),
+            )
 
     def _log_policy_warnings(self, answerer: Answerer) -> None:
         """Log the policies' warnings when they differ from the last ones logged."""

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookupd/v1/lookup.proto\x12\nlookupd.v1\"+\n\x0b\x44\x61taVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x62uilt_at\x18\x02 \x01(\t\"@\n\rLookupRequest\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x1c\n\x14include_subdivisions\x18\x02 \x01(\x08\"\x8c\x01\n\x0eLookupResponse\x12\x11\n\tcountries\x18\x01 \x03(\t\x12\"\n\x06status\x18\x02 \x03(\x0e\x32\x12.lookupd.v1.Status\x12-\n\x0c\x64\x61ta_version\x18\x03 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x14\n\x0csubdivisions\x18\x04 \x03(\t\">\n\x13PackedLookupRequest\x12\x0c\n\x04ipv4\x18\x01 \x01(\x0c\x12\x0c\n\x04ipv6\x18\x02 \x01(\x0c\x12\x0b\n\x03tag\x18\x03 \x01(\x04\"\xac\x01\n\x14PackedLookupResponse\x12\x16\n\x0eipv4_countries\x18\x01 \x01(\x0c\x12\x16\n\x0eipv6_countries\x18\x02 \x01(\x0c\x12\x13\n\x0bipv4_status\x18\x03 \x01(\x0c\x12\x13\n\x0bipv6_status\x18\x04 \x01(\x0c\x12-\n\x0c\x64\x61ta_version\x18\x05 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x0b\n\x03tag\x18\x06 \x01(\x04\"S\n\x12\x43heckRegionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x0c\n\x04ipv4\x18\x03 \x01(\x0c\x12\x0c\n\x04ipv6\x18\x04 \x01(\x0c\"\xbb\x01\n\x13\x43heckRegionResponse\x12%\n\x08verdicts\x18\x01 \x03(\x0e\x32\x13.lookupd.v1.Verdict\x12#\n\x07reasons\x18\x02 \x03(\x0e\x32\x12.lookupd.v1.Reason\x12\x11\n\tcountries\x18\x03 \x03(\t\x12-\n\x0c\x64\x61ta_version\x18\x04 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\"\x10\n\x0eGetInfoRequest\"j\n\x06Source\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tipv4_rows\x18\x05 \x01(\x04\x12\x11\n\tipv6_rows\x18\x06 \x01(\x04\"l\n\x06\x43ounts\x12\x15\n\ripv4_segments\x18\x01 \x01(\x04\x12\x15\n\ripv6_segments\x18\x02 \x01(\x04\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x11\n\tipv4_rows\x18\x04 \x01(\x04\x12\x11\n\tipv6_rows\x18\x05 \x01(\x04\"/\n\nPolicyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xfc\x02\n\x0fGetInfoResponse\x12-\n\x0c\x64\x61ta_version\x18\x01 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x13\n\x0b\x64\x61ta_source\x18\x02 \x01(\t\x12#\n\x07sources\x18\x03 \x03(\x0b\x32\x12.lookupd.v1.Source\x12\"\n\x06\x63ounts\x18\x04 \x01(\x0b\x32\x12.lookupd.v1.Counts\x12\x18\n\x10has_subdivisions\x18\x05 \x01(\x08\x12(\n\x08policies\x18\x06 \x03(\x0b\x32\x16.lookupd.v1.PolicyInfo\x12\x16\n\x0epolicy_version\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0bsearch_core\x18\t \x01(\t\x12\x11\n\tmax_batch\x18\n \x01(\r\x12\x19\n\x11max_message_bytes\x18\x0b \x01(\x04\x12\x12\n\nprocess_id\x18\x0c \x01(\r\x12\x11\n\tloaded_at\x18\r \x01(\t\"\x0f\n\rReloadRequest\"\x87\x01\n\x0eReloadResponse\x12-\n\x0c\x64\x61ta_version\x18\x01 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_changed\x18\x03 \x01(\x08\x12\x18\n\x10policies_changed\x18\x04 \x01(\x08*v\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x1a\n\x16STATUS_INVALID_ADDRESS\x10\x02\x12\x14\n\x10STATUS_NOT_FOUND\x10\x03\x12\x13\n\x0fSTATUS_RESERVED\x10\x04*G\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x10\n\x0cVERDICT_DENY\x10\x02*\x8a\x02\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REASON_COUNTRY_ALLOWED\x10\x01\x12\x19\n\x15REASON_COUNTRY_DENIED\x10\x02\x12\x1d\n\x19REASON_SUBDIVISION_DENIED\x10\x03\x12\x1a\n\x16REASON_NETWORK_ALLOWED\x10\x04\x12\x19\n\x15REASON_NETWORK_DENIED\x10\x05\x12\x13\n\x0fREASON_RESERVED\x10\x06\x12\x12\n\x0eREASON_UNKNOWN\x10\x07\x12\x12\n\x0eREASON_INVALID\x10\x08\x12\x1e\n\x1aREASON_SUBDIVISION_ALLOWED\x10\t2\x8e\x03\n\rLookupService\x12?\n\x06Lookup\x12\x19.lookupd.v1.LookupRequest\x1a\x1a.lookupd.v1.LookupResponse\x12Q\n\x0cLookupPacked\x12\x1f.lookupd.v1.PackedLookupRequest\x1a .lookupd.v1.PackedLookupResponse\x12U\n\x0cStreamLookup\x12\x1f.lookupd.v1.PackedLookupRequest\x1a .lookupd.v1.PackedLookupResponse(\x01\x30\x01\x12N\n\x0b\x43heckRegion\x12\x1e.lookupd.v1.CheckRegionRequest\x1a\x1f.lookupd.v1.CheckRegionResponse\x12\x42\n\x07GetInfo\x12\x1a.lookupd.v1.GetInfoRequest\x1a\x1b.lookupd.v1.GetInfoResponse2O\n\x0c\x41\x64minService\x12?\n\x06Reload\x12\x19.lookupd.v1.ReloadRequest\x1a\x1a.lookupd.v1.ReloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookupd/v1/lookup.proto\x12\nlookupd.v1\"+\n\x0b\x44\x61taVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x62uilt_at\x18\x02 \x01(\t\"@\n\rLookupRequest\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x1c\n\x14include_subdivisions\x18\x02 \x01(\x08\"\x8c\x01\n\x0eLookupResponse\x12\x11\n\tcountries\x18\x01 \x03(\t\x12\"\n\x06status\x18\x02 \x03(\x0e\x32\x12.lookupd.v1.Status\x12-\n\x0c\x64\x61ta_version\x18\x03 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x14\n\x0csubdivisions\x18\x04 \x03(\t\">\n\x13PackedLookupRequest\x12\x0c\n\x04ipv4\x18\x01 \x01(\x0c\x12\x0c\n\x04ipv6\x18\x02 \x01(\x0c\x12\x0b\n\x03tag\x18\x03 \x01(\x04\"\xac\x01\n\x14PackedLookupResponse\x12\x16\n\x0eipv4_countries\x18\x01 \x01(\x0c\x12\x16\n\x0eipv6_countries\x18\x02 \x01(\x0c\x12\x13\n\x0bipv4_status\x18\x03 \x01(\x0c\x12\x13\n\x0bipv6_status\x18\x04 \x01(\x0c\x12-\n\x0c\x64\x61ta_version\x18\x05 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x0b\n\x03tag\x18\x06 \x01(\x04\"S\n\x12\x43heckRegionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x0c\n\x04ipv4\x18\x03 \x01(\x0c\x12\x0c\n\x04ipv6\x18\x04 \x01(\x0c\"\xbb\x01\n\x13\x43heckRegionResponse\x12%\n\x08verdicts\x18\x01 \x03(\x0e\x32\x13.lookupd.v1.Verdict\x12#\n\x07reasons\x18\x02 \x03(\x0e\x32\x12.lookupd.v1.Reason\x12\x11\n\tcountries\x18\x03 \x03(\t\x12-\n\x0c\x64\x61ta_version\x18\x04 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\"\x10\n\x0eGetInfoRequest\"\x8b\x01\n\x06Source\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tipv4_rows\x18\x05 \x01(\x04\x12\x11\n\tipv6_rows\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61te\x18\x07 \x01(\t\x12\x11\n\tdate_from\x18\x08 \x01(\t\"l\n\x06\x43ounts\x12\x15\n\ripv4_segments\x18\x01 \x01(\x04\x12\x15\n\ripv6_segments\x18\x02 \x01(\x04\x12\x0e\n\x06labels\x18\x03 \x01(\r\x12\x11\n\tipv4_rows\x18\x04 \x01(\x04\x12\x11\n\tipv6_rows\x18\x05 \x01(\x04\"/\n\nPolicyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa7\x03\n\x0fGetInfoResponse\x12-\n\x0c\x64\x61ta_version\x18\x01 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x13\n\x0b\x64\x61ta_source\x18\x02 \x01(\t\x12#\n\x07sources\x18\x03 \x03(\x0b\x32\x12.lookupd.v1.Source\x12\"\n\x06\x63ounts\x18\x04 \x01(\x0b\x32\x12.lookupd.v1.Counts\x12\x18\n\x10has_subdivisions\x18\x05 \x01(\x08\x12(\n\x08policies\x18\x06 \x03(\x0b\x32\x16.lookupd.v1.PolicyInfo\x12\x16\n\x0epolicy_version\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0bsearch_core\x18\t \x01(\t\x12\x11\n\tmax_batch\x18\n \x01(\r\x12\x19\n\x11max_message_bytes\x18\x0b \x01(\x04\x12\x12\n\nprocess_id\x18\x0c \x01(\r\x12\x11\n\tloaded_at\x18\r \x01(\t\x12\x11\n\tdata_date\x18\x0e \x01(\t\x12\x16\n\x0e\x64\x61ta_date_from\x18\x0f \x01(\t\"\x0f\n\rReloadRequest\"\x87\x01\n\x0eReloadResponse\x12-\n\x0c\x64\x61ta_version\x18\x01 \x01(\x0b\x32\x17.lookupd.v1.DataVersion\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_changed\x18\x03 \x01(\x08\x12\x18\n\x10policies_changed\x18\x04 \x01(\x08*v\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x1a\n\x16STATUS_INVALID_ADDRESS\x10\x02\x12\x14\n\x10STATUS_NOT_FOUND\x10\x03\x12\x13\n\x0fSTATUS_RESERVED\x10\x04*G\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x10\n\x0cVERDICT_DENY\x10\x02*\x8a\x02\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REASON_COUNTRY_ALLOWED\x10\x01\x12\x19\n\x15REASON_COUNTRY_DENIED\x10\x02\x12\x1d\n\x19REASON_SUBDIVISION_DENIED\x10\x03\x12\x1a\n\x16REASON_NETWORK_ALLOWED\x10\x04\x12\x19\n\x15REASON_NETWORK_DENIED\x10\x05\x12\x13\n\x0fREASON_RESERVED\x10\x06\x12\x12\n\x0eREASON_UNKNOWN\x10\x07\x12\x12\n\x0eREASON_INVALID\x10\x08\x12\x1e\n\x1aREASON_SUBDIVISION_ALLOWED\x10\t2\x8e\x03\n\rLookupService\x12?\n\x06Lookup\x12\x19.lookupd.v1.LookupRequest\x1a\x1a.lookupd.v1.LookupResponse\x12Q\n\x0cLookupPacked\x12\x1f.lookupd.v1.PackedLookupRequest\x1a .lookupd.v1.PackedLookupResponse\x12U\n\x0cStreamLookup\x12\x1f.lookupd.v1.PackedLookupRequest\x1a .lookupd.v1.PackedLookupResponse(\x01\x30\x01\x12N\n\x0b\x43heckRegion\x12\x1e.lookupd.v1.CheckRegionRequest\x1a\x1f.lookupd.v1.CheckRegionResponse\x12\x42\n\x07GetInfo\x12\x1a.lookupd.v1.GetInfoRequest\x1a\x1b.lookupd.v1.GetInfoResponse2O\n\x0c\x41\x64minService\x12?\n\x06Reload\x12\x19.lookupd.v1.ReloadRequest\x1a\x1a.lookupd.v1.ReloadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lookupd.v1.lookup_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1630
-  _globals['_STATUS']._serialized_end=1748
-  _globals['_VERDICT']._serialized_start=1750
-  _globals['_VERDICT']._serialized_end=1821
-  _globals['_REASON']._serialized_start=1824
-  _globals['_REASON']._serialized_end=2090
+  _globals['_STATUS']._serialized_start=1707
+  _globals['_STATUS']._serialized_end=1825
+  _globals['_VERDICT']._serialized_start=1827
+  _globals['_VERDICT']._serialized_end=1898
+  _globals['_REASON']._serialized_start=1901
+  _globals['_REASON']._serialized_end=2167
   _globals['_DATAVERSION']._serialized_start=39
   _globals['_DATAVERSION']._serialized_end=82
   _globals['_LOOKUPREQUEST']._serialized_start=84
@@ -53,20 +53,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKREGIONRESPONSE']._serialized_end=805
   _globals['_GETINFOREQUEST']._serialized_start=807
   _globals['_GETINFOREQUEST']._serialized_end=823
-  _globals['_SOURCE']._serialized_start=825
-  _globals['_SOURCE']._serialized_end=931
-  _globals['_COUNTS']._serialized_start=933
-  _globals['_COUNTS']._serialized_end=1041
-  _globals['_POLICYINFO']._serialized_start=1043
-  _globals['_POLICYINFO']._serialized_end=1090
-  _globals['_GETINFORESPONSE']._serialized_start=1093
-  _globals['_GETINFORESPONSE']._serialized_end=1473
-  _globals['_RELOADREQUEST']._serialized_start=1475
-  _globals['_RELOADREQUEST']._serialized_end=1490
-  _globals['_RELOADRESPONSE']._serialized_start=1493
-  _globals['_RELOADRESPONSE']._serialized_end=1628
-  _globals['_LOOKUPSERVICE']._serialized_start=2093
-  _globals['_LOOKUPSERVICE']._serialized_end=2491
-  _globals['_ADMINSERVICE']._serialized_start=2493
-  _globals['_ADMINSERVICE']._serialized_end=2572
+  _globals['_SOURCE']._serialized_start=826
+  _globals['_SOURCE']._serialized_end=965
+  _globals['_COUNTS']._serialized_start=967
+  _globals['_COUNTS']._serialized_end=1075
+  _globals['_POLICYINFO']._serialized_start=1077
+  _globals['_POLICYINFO']._serialized_end=1124
+  _globals['_GETINFORESPONSE']._serialized_start=1127
+  _globals['_GETINFORESPONSE']._serialized_end=1550
+  _globals['_RELOADREQUEST']._serialized_start=1552
+  _globals['_RELOADREQUEST']._serialized_end=1567
+  _globals['_RELOADRESPONSE']._serialized_start=1570
+  _globals['_RELOADRESPONSE']._serialized_end=1705
+  _globals['_LOOKUPSERVICE']._serialized_start=2170
+  _globals['_LOOKUPSERVICE']._serialized_end=2568
+  _globals['_ADMINSERVICE']._serialized_start=2570
+  _globals['_ADMINSERVICE']._serialized_end=2649
 # @@protoc_insertion_point(module_scope)

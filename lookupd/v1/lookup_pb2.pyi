@@ -137,20 +137,24 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Source(_message.Message):
-    __slots__ = ("name", "format", "size", "sha256", "ipv4_rows", "ipv6_rows")
+    __slots__ = ("name", "format", "size", "sha256", "ipv4_rows", "ipv6_rows", "date", "date_from")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     IPV4_ROWS_FIELD_NUMBER: _ClassVar[int]
     IPV6_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    DATE_FROM_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: str
     size: int
     sha256: str
     ipv4_rows: int
     ipv6_rows: int
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., ipv4_rows: _Optional[int] = ..., ipv6_rows: _Optional[int] = ...) -> None: ...
+    date: str
+    date_from: str
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., ipv4_rows: _Optional[int] = ..., ipv6_rows: _Optional[int] = ..., date: _Optional[str] = ..., date_from: _Optional[str] = ...) -> None: ...
 
 class Counts(_message.Message):
     __slots__ = ("ipv4_segments", "ipv6_segments", "labels", "ipv4_rows", "ipv6_rows")
@@ -175,7 +179,7 @@ class PolicyInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("data_version", "data_source", "sources", "counts", "has_subdivisions", "policies", "policy_version", "server_version", "search_core", "max_batch", "max_message_bytes", "process_id", "loaded_at")
+    __slots__ = ("data_version", "data_source", "sources", "counts", "has_subdivisions", "policies", "policy_version", "server_version", "search_core", "max_batch", "max_message_bytes", "process_id", "loaded_at", "data_date", "data_date_from")
     DATA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +193,8 @@ class GetInfoResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    DATA_DATE_FIELD_NUMBER: _ClassVar[int]
+    DATA_DATE_FROM_FIELD_NUMBER: _ClassVar[int]
     data_version: DataVersion
     data_source: str
     sources: _containers.RepeatedCompositeFieldContainer[Source]
@@ -202,7 +208,9 @@ class GetInfoResponse(_message.Message):
     max_message_bytes: int
     process_id: int
     loaded_at: str
-    def __init__(self, data_version: _Optional[_Union[DataVersion, _Mapping]] = ..., data_source: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., counts: _Optional[_Union[Counts, _Mapping]] = ..., has_subdivisions: _Optional[bool] = ..., policies: _Optional[_Iterable[_Union[PolicyInfo, _Mapping]]] = ..., policy_version: _Optional[str] = ..., server_version: _Optional[str] = ..., search_core: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., process_id: _Optional[int] = ..., loaded_at: _Optional[str] = ...) -> None: ...
+    data_date: str
+    data_date_from: str
+    def __init__(self, data_version: _Optional[_Union[DataVersion, _Mapping]] = ..., data_source: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., counts: _Optional[_Union[Counts, _Mapping]] = ..., has_subdivisions: _Optional[bool] = ..., policies: _Optional[_Iterable[_Union[PolicyInfo, _Mapping]]] = ..., policy_version: _Optional[str] = ..., server_version: _Optional[str] = ..., search_core: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., process_id: _Optional[int] = ..., loaded_at: _Optional[str] = ..., data_date: _Optional[str] = ..., data_date_from: _Optional[str] = ...) -> None: ...
 
 class ReloadRequest(_message.Message):
     __slots__ = ()
