@@ -200,3 +200,35 @@ def test_info_shows_the_data_date(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     oldest_date = oldest([source_date(_CSV_V4), source_date(copy)])
     assert f"data date: {oldest_date.date} (from {oldest_date.origin})\n" in out
+
+
+def test_every_worker_reports_the_age_of_the_data_date(tmp_path: Path) -> None:
+    # Multiprocess metrics (--workers 2): the age is a collector in each worker, the date a
+    # gauge merged over the workers' files; the stale-data alert must see both.
+    data = tmp_path / "city.lkd"
+    merged = merge_sources([_CITY])
+    write_snapshot(data, merged.tables, sources=merged.sources)
+    args = ("--workers", "2", "--db", str(data), "--metrics-port", "0", "--log-format", "json")
+    server = start_serve(tmp_path, *args)
+    try:
+        server.wait_for_event("load", count=2)
+        # Each worker logs its start; they share the metrics port.
+        metrics = {start["metrics"] for start in server.wait_for_event("start", count=2)}
+        (address,) = metrics
+        url = f"http://{address.replace('[::]', '127.0.0.1')}/metrics"
+        scrapes = []
+        for _ in range(4):  # whichever worker takes the scrape answers it
+            with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+                scrapes.append(response.read().decode())
+    finally:
+        assert server.stop() == 0
+    dated = parse_date(_build_epoch(_CITY))
+    assert dated is not None
+    for text in scrapes:
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        assert samples["lookupd_data_date_timestamp_seconds"] == dated
+        assert samples["lookupd_data_age_seconds"] > 8 * 86400
