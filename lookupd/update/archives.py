@@ -181,7 +181,8 @@ def _unpack_zip(
         for info in infos:
             _check_name(info.filename)
             mode = info.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # No file type bits (permissions only, as Python's zipfile writes): a file.
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 kind = "a link" if stat.S_ISLNK(mode) else "a device, FIFO or other special file"
                 msg = f"unsafe member {info.filename!r}: {kind}"
                 raise ArchiveError(msg)

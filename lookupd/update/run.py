@@ -376,7 +376,8 @@ def _build(
     old_tables, old_version = _current(output)
     if old_version == new_version:
         _commit(output, staged, new_states, new_version, staging)
-        return Result(Outcome.UNCHANGED, results, old_version, new_version)
+        kept = _in_cache(output, sources, results, staged)
+        return Result(Outcome.UNCHANGED, kept, old_version, new_version)
     change = change_shares(old_tables, tables) if old_tables is not None else {}
     if change and max(change.values()) > settings.max_change and not settings.force:
         worst = max(change, key=lambda family: change[family])
@@ -384,8 +385,13 @@ def _build(
             f"the new data relabels {change[worst]:.2%} of the known {worst} address space, "
             f"more than --max-change {settings.max_change:.2%}: refused (--force to accept)"
         )
+        # The downloads are dropped with the staging directory: list no file of theirs.
+        dropped = tuple(
+            dataclasses.replace(r, files=()) if s.key() in staged else r
+            for s, r in zip(sources, results, strict=True)
+        )
         return Result(
-            Outcome.REFUSED, results, old_version, new_version, change=change, error=error
+            Outcome.REFUSED, dropped, old_version, new_version, change=change, error=error
         )
     infos = tuple(dataclasses.replace(s, name=shown.get(s.name, s.name)) for s in merged.sources)
     if report is not None:
@@ -402,11 +408,27 @@ def _build(
     _commit(output, staged, new_states, new_version, staging)
     return Result(
         Outcome.UPDATED,
-        results,
+        _in_cache(output, sources, results, staged),
         old_version,
         new_version,
         size=int(header["file_size"]),
         change=change,
+    )
+
+
+def _in_cache(
+    output: Path,
+    sources: Sequence[Source],
+    results: tuple[SourceResult, ...],
+    staged: dict[str, Path],
+) -> tuple[SourceResult, ...]:
+    """The results with the files of new downloads where :func:`_commit` moved them."""
+    cache = cache_path(output)
+    return tuple(
+        dataclasses.replace(r, files=tuple(cache / s.key() / f.name for f in r.files))
+        if s.key() in staged
+        else r
+        for s, r in zip(sources, results, strict=True)
     )
 
 
