@@ -95,7 +95,8 @@ class Origin:
         request = Request(parts.path, urllib.parse.parse_qs(parts.query), dict(handler.headers))
         with self._lock:
             self.requests.append(request)
-            script = self.routes.get(parts.path)
+            # A route may name the query too (MaxMind's ?suffix=tar.gz and .sha256).
+            script = self.routes.get(f"{parts.path}?{parts.query}") or self.routes.get(parts.path)
             reply = (script.pop(0) if len(script) > 1 else script[0]) if script else Reply(404)
         if reply.delay_s:
             time.sleep(reply.delay_s)
