@@ -10,28 +10,23 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookupd.datafiles.formats import FORMATS
 from lookupd.datafiles.progress import progress_line
-from lookupd.update.archives import Limits
-from lookupd.update.config import load_config
-from lookupd.update.errors import ConfigError
-from lookupd.update.http import Policy
-from lookupd.update.loop import parse_duration, run_every
-from lookupd.update.run import DEFAULT_MAX_CHANGE, Outcome, Result, Settings, update_once
-from lookupd.update.secrets import Redactor
-from lookupd.update.sources import Source, url_source
+from lookupd.update.loop import parse_duration
+
+if TYPE_CHECKING:
+    from lookupd.update.run import Result, Settings
+    from lookupd.update.secrets import Redactor
+    from lookupd.update.sources import Source
 
 _LOGGER = logging.getLogger("lookupd.update")
+# Kept in step with lookupd.update.run.DEFAULT_MAX_CHANGE (a test checks): the help text
+# must not load the updater (YAML) for every command.
+_DEFAULT_MAX_CHANGE = 0.05
 
-EXIT_CODES = {
-    Outcome.UPDATED: 0,
-    Outcome.UNCHANGED: 3,
-    Outcome.REFUSED: 4,
-    Outcome.FAILED: 5,
-    Outcome.LOCKED: 6,
-}
+EXIT_CODES = {"updated": 0, "unchanged": 3, "refused": 4, "failed": 5, "locked": 6}
 """Exit status of a one-shot ``lookupd update`` per outcome (2: bad flags or config)."""
 
 
@@ -68,7 +63,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_share,
         metavar="SHARE",
         help=f"refuse a release relabelling more than this share (0.05 or 5%%) of either "
-        f"family's known address space (default {DEFAULT_MAX_CHANGE:.0%})",
+        f"family's known address space (default {_DEFAULT_MAX_CHANGE:.0%})",
     )
     update.add_argument("--force", action="store_true", help="accept any change")
     update.add_argument(
@@ -107,8 +102,14 @@ def _duration(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run one update, or (``--every``) updates until SIGTERM/SIGINT; the exit status."""
     from lookupd.server import logs
+    from lookupd.update.run import update_once
+    from lookupd.update.secrets import Redactor
 
-    logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
+    handler = logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
+    # One line per update, at most one update per interval: nothing to rate-limit, and an
+    # operator must see every failure, not a count a minute later.
+    for limiter in list(handler.filters):
+        handler.removeFilter(limiter)
     redactor = Redactor()
     sources, settings = _settings(args, redactor)
     if args.every is None:
@@ -119,11 +120,18 @@ def run(args: argparse.Namespace) -> int:
             if display is not None:
                 display.close()
         _log(result)
-        return EXIT_CODES[result.outcome]
+        return EXIT_CODES[result.outcome.value]
     return _run_every(args, sources, settings, redactor)
 
 
 def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source], Settings]:
+    from lookupd.update.archives import Limits
+    from lookupd.update.config import load_config
+    from lookupd.update.errors import ConfigError
+    from lookupd.update.http import Policy
+    from lookupd.update.run import DEFAULT_MAX_CHANGE, Settings
+    from lookupd.update.sources import url_source
+
     options: dict[str, Any] = {}
     if args.config and args.url:
         msg = "give --config or --url, not both"
@@ -179,7 +187,10 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source
 def _run_every(
     args: argparse.Namespace, sources: list[Source], settings: Settings, redactor: Redactor
 ) -> int:
+    from lookupd.update.errors import ConfigError
+    from lookupd.update.loop import run_every
     from lookupd.update.metrics import MetricsEndpoint, UpdateMetrics
+    from lookupd.update.run import update_once
 
     stop = threading.Event()
 
@@ -230,6 +241,7 @@ def _run_every(
 def _log(result: Result) -> None:
     """One line per update: its outcome, the sources, versions, sizes and times."""
     from lookupd.server.logs import log_event
+    from lookupd.update.run import Outcome
 
     level = {
         Outcome.UPDATED: logging.INFO,
