@@ -89,6 +89,7 @@ def test_exit_codes_per_outcome(origin: Origin, tmp_path: Path) -> None:
     assert failed.returncode == 5, failed.stderr
     (event,) = _events(failed.stderr)
     assert (event["outcome"], event["reason"], event["level"]) == ("failed", "download", "error")
+    assert event["old_version"] == version(output)
     assert "HTTP 500" in event["error"]
     assert len(origin.hits("/c.csv")) == 6  # 1 + 1 + 1 + 1 + 2 attempts
 
@@ -178,9 +179,13 @@ def test_credentials_never_appear_in_logs_errors_or_argv(origin: Origin, tmp_pat
         assert base64.b64encode(f"{_USER}:{_SECRET}".encode()).decode() not in run.stderr
     for state in tmp_path.glob(".*.json"):
         assert _SECRET not in state.read_text()
-    # There is no flag that takes a secret.
+    # There is no flag that takes a secret, and a URL carrying one is refused on argv.
     refused = _update("--url", origin.url("/c.csv"), "-o", str(output), "--password", "x")
     assert refused.returncode == 2
+    on_argv = _update("--url", origin.url("/download/?token=abc&file=x"), "-o", str(output))
+    assert on_argv.returncode == 2
+    assert "--config" in on_argv.stderr
+    assert "abc" not in on_argv.stderr
 
 
 def _scrape(port: int) -> dict[str, float]:

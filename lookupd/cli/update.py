@@ -130,6 +130,7 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source
     from lookupd.update.errors import ConfigError
     from lookupd.update.http import Policy
     from lookupd.update.run import DEFAULT_MAX_CHANGE, Settings
+    from lookupd.update.secrets import has_query_credential
     from lookupd.update.sources import url_source
 
     options: dict[str, Any] = {}
@@ -139,6 +140,10 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source
     if args.config:
         sources, options = load_config(Path(args.config), redactor)
     elif args.url:
+        if has_query_credential(args.url):
+            # argv is visible to every user of the machine (ps, /proc/PID/cmdline).
+            msg = "--url carries a credential: put the URL in a --config file instead"
+            raise ConfigError(msg)
         sources = [
             url_source(
                 args.url,

@@ -152,6 +152,9 @@ def update_once(
         result = Result(Outcome.FAILED, tuple(done), reason="build", error=redact(str(exc)))
     except OSError as exc:
         result = Result(Outcome.FAILED, tuple(done), reason="io", error=redact(str(exc)))
+    if result.outcome in (Outcome.FAILED, Outcome.LOCKED):
+        # The version still serving, for the log line (as the state file last recorded it).
+        result = dataclasses.replace(result, old_version=load_state(settings.output).data_version)
     return dataclasses.replace(result, seconds=time.monotonic() - started)
 
 

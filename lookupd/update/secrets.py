@@ -54,6 +54,15 @@ def read_secret(*, env: str | None = None, file: str | None = None, what: str) -
     raise ConfigError(msg)
 
 
+def has_query_credential(url: str) -> bool:
+    """Return whether ``url`` carries a credential in its query or its user info."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        return True
+    names = {name.lower() for name, _ in urllib.parse.parse_qsl(parts.query)}
+    return bool(names & _SECRET_PARAMS)
+
+
 class Redactor:
     """Replace known secrets, URL user info and credential query parameters in text."""
 
