@@ -285,3 +285,27 @@ def test_the_command_line_constants_match_the_updater() -> None:
     assert set(command.EXIT_CODES) == {outcome.value for outcome in Outcome}
     assert len(set(command.EXIT_CODES.values())) == len(Outcome)
     assert 2 not in command.EXIT_CODES.values()  # bad flags or config, as every command
+
+
+def test_the_readme_lists_every_metric_and_exit_status() -> None:
+    from lookupd.cli import update as command
+    from lookupd.update.metrics import UpdateMetrics
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Keeping data fresh", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        line.split("`")[1] for line in section.splitlines() if line.startswith("| `lookupd_update_")
+    }
+    names = {
+        sample.name
+        for family in UpdateMetrics().registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+    assert documented == names
+    statuses = {
+        line.split("`")[1]: int(line.split("|")[1])
+        for line in section.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip().isdigit() and "`" in line
+    }
+    assert statuses == command.EXIT_CODES

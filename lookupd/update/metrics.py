@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from lookupd.update.run import Outcome, Result
 
 # Every failure reason an UpdateError (or the run) can give: series exist from the start.
-_REASONS = ("config", "download", "checksum", "archive", "build", "io", "locked", "error")
+_REASONS = ("download", "checksum", "archive", "build", "io")
 
 
 class UpdateMetrics:
