@@ -275,3 +275,36 @@ def test_a_corrupt_current_snapshot_is_replaced(origin: Origin, tmp_path: Path) 
     assert result.outcome is Outcome.UPDATED
     assert result.old_version is None
     assert len(ROWS) == 4
+
+
+def test_a_killed_runs_staging_directory_is_removed(origin: Origin, tmp_path: Path) -> None:
+    origin.file("/countries.csv", csv())
+    settings = _settings(tmp_path)
+    stale = tmp_path / ".countries.lkd.staging-abc123"
+    (stale / "key").mkdir(parents=True)
+    (stale / "key" / "download-x.part").write_bytes(b"half")
+    assert update_once([_source(origin)], settings).outcome is Outcome.UPDATED
+    assert not stale.exists()
+
+
+def test_progress_is_reported_while_downloading_and_building(
+    origin: Origin, tmp_path: Path
+) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.phases: list[str] = []
+            self.updates: list[tuple[int, int]] = []
+
+        def phase(self, text: str) -> None:
+            self.phases.append(text)
+
+        def update(self, done: int, total: int) -> None:
+            self.updates.append((done, total))
+
+    origin.file("/countries.csv", csv())
+    recorder = Recorder()
+    result = update_once([_source(origin)], _settings(tmp_path), report=recorder)
+    assert result.outcome is Outcome.UPDATED
+    assert recorder.phases[0] == "downloading countries.csv"
+    assert recorder.phases[-1] == "writing countries.lkd"
+    assert (len(csv()), len(csv())) in recorder.updates

@@ -170,6 +170,10 @@ def _update(
     state = load_state(output)
     cache = cache_path(output)
     cache.mkdir(mode=0o700, exist_ok=True)
+    # Under the lock, any staging directory is a killed run's (SIGKILL, a pod's grace
+    # period out mid-download): nobody else writes there.
+    for stale in output.parent.glob(f".{output.name}.staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
     try:
         new_states: dict[str, SourceState] = {}
