@@ -15,9 +15,10 @@ import pytest
 from origin import Origin, Reply, running_origin
 from update_data import ROWS, country, csv, small_change, version
 
+from lookupd.update.change import change_shares
 from lookupd.update.http import Policy
 from lookupd.update.lock import locked
-from lookupd.update.run import Outcome, Settings, change_shares, update_once
+from lookupd.update.run import Outcome, Settings, update_once
 from lookupd.update.secrets import Redactor
 from lookupd.update.sources import Source, url_source
 from lookupd.update.state import cache_path, state_path

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import os
-import re
 import shutil
 import tempfile
 import time
@@ -24,15 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lookupd.core.constants import UNKNOWN_LABEL
-from lookupd.core.table import RangeTable, Tables
-from lookupd.datafiles.merge import address_totals, diff, merge_sources
+from lookupd.core.table import Tables
+from lookupd.datafiles.merge import merge_sources
 from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import is_snapshot, load_snapshot, payload_sha256, write_snapshot
 from lookupd.datafiles.sources import fingerprint
 from lookupd.errors import LookupdError
-from lookupd.update.archives import Limits, gunzip, kind_of, unpack
-from lookupd.update.errors import ChecksumError, DownloadError, LockedError, UpdateError
+from lookupd.update.archives import Limits
+from lookupd.update.change import change_shares
+from lookupd.update.errors import DownloadError, LockedError, UpdateError
+from lookupd.update.fetching import unpack_download, verify
 from lookupd.update.http import Fetched, Policy, fetch, http_date_s
 from lookupd.update.lock import locked
 from lookupd.update.secrets import Redactor
@@ -40,9 +39,6 @@ from lookupd.update.sources import Source
 from lookupd.update.state import SourceState, State, cache_path, load_state, save_state
 
 _LOGGER = logging.getLogger(__name__)
-_HEX64 = re.compile(r"\b([0-9a-fA-F]{64})\b")
-_MAX_CHECKSUM_BYTES = 64 * 1024
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 DEFAULT_MAX_CHANGE = 0.05
 """Default largest share of a family's known address space a release may relabel."""
@@ -267,7 +263,7 @@ def _remote(
             False,
         )
     assert fetched.path is not None
-    _verify(source, fetched, settings, redact, sleep, staged)
+    verify(source, fetched, settings.policy, redact, sleep, directory=staged)
     date = fetched.last_modified_s
     if have and old is not None and fetched.sha256 == old.sha256:
         # Same bytes (a server without validators): nothing to unpack or build.
@@ -276,7 +272,7 @@ def _remote(
         kept = dataclasses.replace(old, etag=fetched.etag, last_modified=fetched.last_modified)
         result = SourceResult(source.name, shown, False, old.size, old.sha256, date, kept_files)
         return result, kept, False
-    unpacked = _unpack(source, fetched, staged, settings.limits)
+    unpacked = unpack_download(source, fetched, staged, settings.limits)
     new = SourceState(
         fetched.etag,
         fetched.last_modified,
@@ -286,73 +282,6 @@ def _remote(
     )
     result = SourceResult(source.name, shown, True, fetched.size, fetched.sha256, date)
     return dataclasses.replace(result, files=tuple(unpacked)), new, True
-
-
-def _verify(
-    source: Source,
-    fetched: Fetched,
-    settings: Settings,
-    redact: Redactor,
-    sleep: Callable[[float], None],
-    directory: Path,
-) -> None:
-    """Check the download's SHA-256 against ``sha256`` or the ``checksum_url`` file."""
-    expected = source.sha256
-    if source.checksum_url is not None:
-        small = dataclasses.replace(settings.policy, max_bytes=_MAX_CHECKSUM_BYTES)
-        sums = fetch(
-            source.checksum_url,
-            directory,
-            headers=source.headers,
-            policy=small,
-            redactor=redact,
-            sleep=sleep,
-            name=f"{source.name} checksum",
-        )
-        assert sums.path is not None
-        text = sums.path.read_text(errors="replace")
-        sums.path.unlink()
-        found = _HEX64.search(text)
-        if found is None:
-            msg = f"{redact(source.checksum_url)}: no SHA-256 in the checksum file"
-            raise ChecksumError(msg)
-        expected = found.group(1).lower()
-    if expected is not None and fetched.sha256 != expected:
-        msg = (
-            f"{redact(source.url or source.name)}: SHA-256 {fetched.sha256} is not the "
-            f"expected {expected}"
-        )
-        raise ChecksumError(msg)
-
-
-def _unpack(source: Source, fetched: Fetched, staged: Path, limits: Limits) -> list[Path]:
-    """Turn the download into the files the build reads, inside ``staged``."""
-    assert fetched.path is not None
-    kind = kind_of(fetched.path)
-    name = _SAFE_NAME.sub("_", Path(source.filename or fetched.filename or "download").name)
-    name = name.lstrip(".") or "download"
-    if kind in ("tar.gz", "zip"):
-        files = unpack(fetched.path, kind, staged, source.extract, limits)
-        fetched.path.unlink()
-    elif kind == "gz" and (source.format == "mmdb" or name.endswith(".mmdb.gz")):
-        # maxminddb maps the file: a compressed .mmdb is unpacked once here.
-        target = staged / (name.removesuffix(".gz") if name.endswith(".gz") else name + ".mmdb")
-        gunzip(fetched.path, target, limits)
-        fetched.path.unlink()
-        files = [target]
-    else:
-        # The readers decompress .gz themselves: the name must say it is compressed.
-        if kind == "gz" and not name.endswith(".gz"):
-            name += ".gz"
-        target = staged / name
-        fetched.path.rename(target)
-        files = [target]
-    stamp = fetched.last_modified_s
-    for file in files:
-        os.chmod(file, 0o644)
-        if stamp is not None:
-            os.utime(file, (stamp, stamp))
-    return files
 
 
 def _build(
@@ -458,28 +387,6 @@ def _current(output: Path) -> tuple[Tables | None, str | None]:
         _LOGGER.warning("current snapshot unreadable, replacing it: %s", exc)
         return None, None
     return snapshot.tables, snapshot.data_version
-
-
-def change_shares(old: Tables, new: Tables) -> dict[str, float]:
-    """Return, per family, the addresses whose label changed over the known space.
-
-    The known space is the larger of the addresses with a label in ``old`` and in ``new``:
-    against the whole family, IPv6 changes would always look tiny (most of it is not
-    allocated), and a release that loses its IPv6 data would pass.
-    """
-    shares = {}
-    for family, (old_table, new_table) in zip(
-        diff(old, new), ((old.v4, new.v4), (old.v6, new.v6)), strict=True
-    ):
-        known = max(_known(old_table), _known(new_table))
-        name = f"ipv{family.version}"
-        shares[name] = family.addresses / known if known else 0.0
-    return shares
-
-
-def _known(table: RangeTable) -> int:
-    totals = address_totals(table)
-    return sum(count for label, count in totals.items() if label != UNKNOWN_LABEL)
 
 
 def _commit(
