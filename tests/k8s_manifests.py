@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -504,8 +505,17 @@ def check_service_monitor(docs: list[Obj]) -> list[str]:
     return problems
 
 
-def check_snapshot(docs: list[Obj], script: Path) -> list[str]:
-    """The snapshot the server reads is the one the containers beside it build and refresh."""
+def update_command(container: Obj) -> list[str]:
+    """The words of a container's command and args, a ``sh -c`` line split as sh would."""
+    words = [*container.get("command", []), *container.get("args", [])]
+    if words[:2] == ["sh", "-c"] and len(words) >= 3:
+        return shlex.split(words[2])
+    return words
+
+
+def check_snapshot(docs: list[Obj], config: Path) -> list[str]:
+    """The snapshot the server reads is the one the containers beside it build and refresh
+    with ``lookupd update``, from the overlay's configuration file ``config``."""
     problems = []
     spec = pod_spec(docs)
     server = server_container(docs)
@@ -520,40 +530,45 @@ def check_snapshot(docs: list[Obj], script: Path) -> list[str]:
     volumes = {v["name"]: v for v in spec["volumes"]}
     server_mounts = {m["name"]: m for m in server.get("volumeMounts", [])}
     for name, helper in helpers.items():
-        env = environment(docs, helper)
-        if env.get("SNAPSHOT_PATH") != db:
-            problems.append(f"{name} builds {env.get('SNAPSHOT_PATH')}, the server reads {db}")
         if helper["image"] != server["image"]:
             problems.append(f"{name} runs {helper['image']}, the server {server['image']}")
-        if not env.get("SNAPSHOT_SOURCES", "").split():
-            problems.append(f"{name}: no SNAPSHOT_SOURCES")
-        for mount in helper.get("volumeMounts", []):
-            if db and db.startswith(mount["mountPath"] + "/"):
-                shared = server_mounts.get(mount["name"])
-                if (
-                    mount.get("readOnly")
-                    or shared is None
-                    or "emptyDir" not in volumes.get(mount["name"], {})
-                ):
-                    problems.append(f"{name}: {mount['mountPath']} is not shared with the server")
-                elif shared["mountPath"] != mount["mountPath"]:
-                    problems.append(f"{name}: the data volume is elsewhere in the server")
-                break
-        else:
-            problems.append(f"{name}: the snapshot's directory is not on a volume")
-        command = helper.get("command", [])
-        scripts = [c for c in command if c.endswith(".py")]
-        if len(scripts) != 1:
-            problems.append(f"{name}: runs {command}")
+        words = update_command(helper)
+        if words[:2] != ["lookupd", "update"] or "--config" not in words[:-1]:
+            problems.append(f"{name}: runs {words}, not lookupd update --config FILE")
             continue
-        script_dir = str(Path(scripts[0]).parent)
-        mount = next((m for m in helper["volumeMounts"] if m["mountPath"] == script_dir), None)
+        if ("--every" in words) != (name == "snapshot-refresh"):
+            problems.append(f"{name}: --every belongs to the sidecar alone")
+        path = Path(words[words.index("--config") + 1])
+        mount = next(
+            (m for m in helper.get("volumeMounts", []) if m["mountPath"] == str(path.parent)),
+            None,
+        )
         configmap = volumes.get(mount["name"], {}).get("configMap", {}) if mount else {}
         data: dict[str, str] = next(
             (c.get("data", {}) for c in find(docs, "ConfigMap", configmap.get("name", ""))), {}
         )
-        if data.get(Path(scripts[0]).name) != script.read_text():
-            problems.append(f"{name}: {scripts[0]} is not {script.name}")
+        if data.get(path.name) != config.read_text():
+            problems.append(f"{name}: {path} is not the overlay's {config.name}")
+            continue
+        output = yaml.safe_load(data[path.name]).get("output")
+        if output != db:
+            problems.append(f"{name} updates {output}, the server reads {db}")
+        for volume_mount in helper.get("volumeMounts", []):
+            if db and db.startswith(volume_mount["mountPath"] + "/"):
+                shared = server_mounts.get(volume_mount["name"])
+                if (
+                    volume_mount.get("readOnly")
+                    or shared is None
+                    or "emptyDir" not in volumes.get(volume_mount["name"], {})
+                ):
+                    problems.append(
+                        f"{name}: {volume_mount['mountPath']} is not shared with the server"
+                    )
+                elif shared["mountPath"] != volume_mount["mountPath"]:
+                    problems.append(f"{name}: the data volume is elsewhere in the server")
+                break
+        else:
+            problems.append(f"{name}: the snapshot's directory is not on a volume")
     return problems
 
 

@@ -9,7 +9,7 @@ kubernetes-validate bundles. Then the rendered objects are checked against looku
 restricted security context, labels and selectors, the image tag, the autoscaler, the
 network policy, the ServiceMonitor and the snapshot overlay. Each check is also shown to
 fail on a broken copy of the base. Without kubectl (or kubernetes-validate) those tests are
-skipped; the snapshot refresh script is tested without either.
+skipped; the snapshot overlay's `lookupd update` commands are run without either.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ UNKNOWN_KIND_ALLOWED = re.compile(
     + "|".join(f"{kind} with api version {re.escape(api)}" for kind, api in _CUSTOM_KINDS.items())
     + r") for kubernetes version [0-9.]+$"
 )
-SNAPSHOT_SCRIPT = KUBERNETES / "overlays" / "snapshot" / "refresh_snapshot.py"
+SNAPSHOT_OVERLAY = KUBERNETES / "overlays" / "snapshot"
+SNAPSHOT_CONFIG = SNAPSHOT_OVERLAY / "update.yaml"
 
 needs_kubectl = pytest.mark.skipif(
     kubectl() is None,
@@ -318,7 +319,7 @@ def test_image_tag_is_set_in_one_place(rendered: dict[str, list[Obj]]) -> None:
 
 @needs_kubectl
 def test_snapshot_overlay(rendered: dict[str, list[Obj]]) -> None:
-    assert check_snapshot(rendered["snapshot"], SNAPSHOT_SCRIPT) == []
+    assert check_snapshot(rendered["snapshot"], SNAPSHOT_CONFIG) == []
     egress = find(rendered["snapshot"], "NetworkPolicy")[0]["spec"]["egress"]
     assert {p["port"] for rule in egress for p in rule["ports"]} == {53, 443}
     for overlay in set(OVERLAYS) - {"snapshot"}:
@@ -554,16 +555,38 @@ def test_policies_check_catches(
 def test_snapshot_check_catches(rendered: dict[str, list[Obj]]) -> None:
     docs = copy.deepcopy(rendered["snapshot"])
     _set_env(docs, "LOOKUPD_DB", "/var/lib/lookupd/other.lkd")
-    assert check_snapshot(docs, SNAPSHOT_SCRIPT) != []
+    assert check_snapshot(docs, SNAPSHOT_CONFIG) != []
+    docs = copy.deepcopy(rendered["snapshot"])
+    (sidecar,) = [c for c in pod_spec(docs)["initContainers"] if c["name"] == "snapshot-refresh"]
+    sidecar["args"] = []
+    assert check_snapshot(docs, SNAPSHOT_CONFIG) == [
+        "snapshot-refresh: --every belongs to the sidecar alone"
+    ]
 
 
-# --- the snapshot refresh script (no kubectl needed) -----------------------------------------
+# --- the snapshot overlay's commands (no kubectl needed) ---------------------------------------
 
 
-def _refresh(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _init_line() -> str:
+    """The snapshot-init container's shell line, from the overlay's patch."""
+    patch = yaml.safe_load((SNAPSHOT_OVERLAY / "deployment-patch.yaml").read_text())
+    (init,) = [
+        c
+        for c in patch["spec"]["template"]["spec"]["initContainers"]
+        if c["name"] == "snapshot-init"
+    ]
+    assert init["command"] == ["sh", "-c"]
+    line: str = init["args"][0]
+    return line
+
+
+def _run_init(line: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """Run the init container's line with ``config`` in place of the overlay's file."""
+    assert "/etc/lookupd/update/update.yaml" in line
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [sys.executable, str(SNAPSHOT_SCRIPT)],
-        env={**os.environ, **env},
+        ["sh", "-c", line.replace("/etc/lookupd/update/update.yaml", str(config))],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -571,46 +594,60 @@ def _refresh(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_refresh_script_builds_skips_and_rebuilds(tmp_path: Path) -> None:
-    """Built once, not rebuilt from the same sources, rebuilt (renamed) when they change."""
-    v4, v6 = tmp_path / "src-ipv4.csv", tmp_path / "src-ipv6.csv"
-    v4.write_text("1.0.0.0,1.0.0.255,AU\n11.0.0.0,11.255.255.255,FR\n")
-    v6.write_text("2a00::,2a00:ffff:ffff:ffff:ffff:ffff:ffff:ffff,DE\n")
+def test_the_overlay_config_loads_with_lookupds_loader() -> None:
+    from lookupd.update.config import load_config
+    from lookupd.update.secrets import Redactor
+
+    sources, settings = load_config(SNAPSHOT_CONFIG, Redactor())
+    assert settings["output"] == "/var/lib/lookupd/countries.lkd"
+    assert [s.url for s in sources] == [
+        "https://cdn.jsdelivr.net/npm/@ip-location-db/geo-whois-asn-country/"
+        f"geo-whois-asn-country-{family}.csv"
+        for family in ("ipv4", "ipv6")
+    ]
+
+
+def test_init_command_builds_then_treats_unchanged_as_success(tmp_path: Path) -> None:
+    """Built once; run again on the same volume (a restarted pod sandbox): status 0, the
+    snapshot untouched; sources that fail: a non-zero status, the snapshot untouched."""
+    from origin import Reply, running_origin
+
     volume = tmp_path / "volume"
     volume.mkdir()
     snapshot = volume / "countries.lkd"
-    env = {
-        "SNAPSHOT_SOURCES": f"{v4.as_uri()} {v6.as_uri()}",
-        "SNAPSHOT_PATH": str(snapshot),
-    }
+    line = _init_line()
+    with running_origin() as origin:
+        origin.file(
+            "/npm/geo-whois-asn-country/geo-whois-asn-country-ipv4.csv",
+            b"1.0.0.0,1.0.0.255,AU\n11.0.0.0,11.255.255.255,FR\n",
+        )
+        origin.file(
+            "/npm/geo-whois-asn-country/geo-whois-asn-country-ipv6.csv",
+            b"2a00::,2a00:ffff:ffff:ffff:ffff:ffff:ffff:ffff,DE\n",
+        )
+        text = SNAPSHOT_CONFIG.read_text().replace("/var/lib/lookupd/countries.lkd", str(snapshot))
+        text = text.replace(
+            "# base_url: https://mirror.example/npm/@ip-location-db",
+            f"base_url: {origin.url('/npm')}",
+        )
+        config = tmp_path / "update.yaml"
+        config.write_text(text)
 
-    first = _refresh(env)
-    assert first.returncode == 0, first.stderr
-    assert "built" in first.stderr
-    db = lookupd.open(snapshot)
-    assert (db.lookup_one("11.0.0.1"), db.lookup_one("2a00::1")) == ("FR", "DE")
-    inode = snapshot.stat().st_ino
+        first = _run_init(line, config)
+        assert first.returncode == 0, first.stderr
+        assert "outcome=updated" in first.stderr
+        db = lookupd.open(snapshot)
+        assert (db.lookup_one("11.0.0.1"), db.lookup_one("2a00::1")) == ("FR", "DE")
+        inode = snapshot.stat().st_ino
 
-    again = _refresh(env)
-    assert again.returncode == 0, again.stderr
-    assert "unchanged" in again.stderr
-    assert snapshot.stat().st_ino == inode
+        again = _run_init(line, config)
+        assert again.returncode == 0, again.stderr
+        assert "outcome=unchanged" in again.stderr
+        assert snapshot.stat().st_ino == inode
 
-    v4.write_text("1.0.0.0,1.0.0.255,AU\n11.0.0.0,11.255.255.255,JP\n")
-    changed = _refresh(env)
-    assert changed.returncode == 0, changed.stderr
-    assert snapshot.stat().st_ino != inode, "replaced by a rename, not rewritten in place"
-    assert lookupd.open(snapshot).lookup_one("11.0.0.1") == "JP"
-    assert sorted(p.name for p in volume.iterdir()) == ["countries.lkd", "sources"]
-
-
-def test_refresh_script_failure_is_one_line(tmp_path: Path) -> None:
-    """A source that cannot be fetched: exit 1, one line, the old snapshot untouched."""
-    snapshot = tmp_path / "countries.lkd"
-    snapshot.write_bytes(b"old")
-    missing = (tmp_path / "missing.csv").as_uri()
-    result = _refresh({"SNAPSHOT_SOURCES": missing, "SNAPSHOT_PATH": str(snapshot)})
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("refresh_snapshot: build failed:")
-    assert snapshot.read_bytes() == b"old"
+        origin.serve("/npm/geo-whois-asn-country/geo-whois-asn-country-ipv4.csv", Reply(404))
+        origin.serve("/npm/geo-whois-asn-country/geo-whois-asn-country-ipv6.csv", Reply(404))
+        failed = _run_init(line, config)
+        assert failed.returncode != 0
+        assert "outcome=failed" in failed.stderr
+        assert snapshot.stat().st_ino == inode
