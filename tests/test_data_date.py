@@ -20,6 +20,7 @@ from lookupd.datafiles.merge import merge_sources
 from lookupd.datafiles.open import open_database
 from lookupd.datafiles.snapshot import load_snapshot, write_snapshot
 from lookupd.datafiles.source_date import (
+    FROM_LAST_MODIFIED,
     FROM_MMDB,
     FROM_MTIME,
     FROM_NAME,
@@ -110,11 +111,16 @@ def test_the_oldest_source_dates_a_build(tmp_path: Path) -> None:
     assert version.data_date == "2019-03-04T05:06:07+00:00"
 
 
-def test_a_date_the_caller_knows_wins(tmp_path: Path) -> None:
-    # lookupd update passes the download's Last-Modified.
-    modified = SourceDate("2026-11-28T09:00:00+00:00", "Last-Modified")
-    merged = merge_sources([_COUNTRY], dates=[modified])
-    assert merged.sources[0].data_date == modified
+def test_a_date_the_caller_knows_comes_before_the_mtime(tmp_path: Path) -> None:
+    # lookupd update passes the download's Last-Modified: it dates a file that records no
+    # date of its own, and a MaxMind DB keeps its build_epoch.
+    modified = SourceDate("2026-11-28T09:00:00+00:00", FROM_LAST_MODIFIED)
+    fixes = _corrections(tmp_path / "fixes.csv", _LONG_AGO)
+    merged = merge_sources([_COUNTRY, fixes], dates=[modified, modified])
+    assert [source.data_date for source in merged.sources] == [
+        SourceDate(_build_epoch(_COUNTRY), FROM_MMDB),
+        modified,
+    ]
     with pytest.raises(ValueError, match="2 dates for 1 sources"):
         merge_sources([_COUNTRY], dates=[modified, modified])
 

@@ -15,6 +15,7 @@ import pytest
 from origin import Origin, Reply, running_origin
 from update_data import ROWS, country, csv, small_change, version
 
+from lookupd.datafiles.snapshot import load_snapshot
 from lookupd.update.change import change_shares
 from lookupd.update.http import Policy
 from lookupd.update.lock import locked
@@ -63,6 +64,13 @@ def test_first_update_writes_then_an_unchanged_source_downloads_and_builds_nothi
     assert source.last_modified == 1_750_000_000
     assert [os.stat(f).st_mtime for f in source.files] == [1_750_000_000]
     assert all(f.parent.parent == cache_path(settings.output) for f in source.files)
+    # ... and dates the data: a CSV records no date of its own.
+    header = load_snapshot(settings.output).header
+    assert (header["data_date"], header["data_date_from"]) == (
+        "2025-06-15T15:06:40+00:00",
+        "Last-Modified",
+    )
+    assert header["sources"][0]["date_from"] == "Last-Modified"
     written = settings.output.stat().st_mtime_ns
 
     again = update_once([_source(origin)], settings)

@@ -78,8 +78,9 @@ def merge_sources(
             Blocks files are read with them (see
             :func:`~lookupd.datafiles.formats.read_with_their_blocks`).
         formats: a format name per path (``None`` to detect it), or ``None`` to detect all.
-        dates: the date of each path's data where the caller knows it better than the
-            file does (``None``: found by :func:`~lookupd.datafiles.source_date.source_date`).
+        dates: the date of each path's data as the caller knows it (a download's
+            ``Last-Modified``), used where the file itself tells none (see
+            :func:`~lookupd.datafiles.source_date.source_date`); ``None``: not known.
         report: told each phase and, while reading, the reader's progress.
 
     Raises:
@@ -110,7 +111,7 @@ def merge_sources(
         layer, name, counts, notes, recorded = _read_layer(path, forced, report)
         layers.append(layer)
         size, digest = fingerprint(path)
-        date = known or recorded or source_date(path)
+        date = recorded or source_date(path, known)
         sources.append(
             SourceInfo(str(given), name, size, digest, counts, notes, date.date, date.origin)
         )

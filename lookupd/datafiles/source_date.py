@@ -4,12 +4,12 @@ A build today from a two-year-old database is two-year-old data: the age an oper
 alerts on is the data's, so each source's own date is recorded beside the build time, and
 the data's date is the oldest of them. Where it comes from, first found wins:
 
-1. given by the caller (``lookupd update``: the download's ``Last-Modified``);
-2. the file's own record of it: a MaxMind DB's ``build_epoch``, a snapshot's data date,
+1. the file's own record of it: a MaxMind DB's ``build_epoch``, a snapshot's data date,
    a compiled ``.npz``'s release date;
-3. the release date in the name of a known package: MaxMind's ``GeoLite2-City_20261201``
+2. the release date in the name of a known package: MaxMind's ``GeoLite2-City_20261201``
    (archive folders and CSV downloads), DB-IP's ``dbip-country-lite-2026-12`` (the
    first of the month);
+3. a date the caller knows (``lookupd update``: the download's ``Last-Modified``);
 4. the file's modification time (for a directory, its newest file's).
 """
 
@@ -33,6 +33,7 @@ FROM_MMDB = "mmdb build_epoch"
 FROM_NPZ = "release date in its metadata"
 FROM_NAME = "release date in its file name"
 FROM_MTIME = "file modification time"
+FROM_LAST_MODIFIED = "Last-Modified"
 UNKNOWN = ""
 
 # The metadata section starts after this marker, somewhere in the file's last 128 KiB.
@@ -45,9 +46,10 @@ _MAXMIND_NAME = re.compile(r"^(?:GeoLite2|GeoIP2)-[A-Za-z0-9-]+_(\d{4})(\d{2})(\
 _DBIP_NAME = re.compile(r"^dbip-[a-z0-9-]+-(\d{4})-(\d{2})(?:\.|$)")
 
 
-def source_date(path: Path) -> SourceDate:
-    """Return the date of the data in ``path`` (a source file or directory), by the rules above."""
-    found = _recorded_date(path) or _name_date(path) or _mtime_date(path)
+def source_date(path: Path, known: SourceDate | None = None) -> SourceDate:
+    """Return the date of the data in ``path`` (a source file or directory) by the rules
+    above, ``known`` being the caller's (rule 3)."""
+    found = _recorded_date(path) or _name_date(path) or known or _mtime_date(path)
     return found or SourceDate(UNKNOWN, UNKNOWN)
 
 

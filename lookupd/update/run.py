@@ -26,7 +26,8 @@ from lookupd.core.table import Tables
 from lookupd.datafiles.merge import merge_sources
 from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import is_snapshot, load_snapshot, payload_sha256, write_snapshot
-from lookupd.datafiles.sources import fingerprint
+from lookupd.datafiles.source_date import FROM_LAST_MODIFIED
+from lookupd.datafiles.sources import SourceDate, fingerprint, iso_from_timestamp
 from lookupd.errors import LookupdError
 from lookupd.update.archives import Limits
 from lookupd.update.change import change_shares
@@ -300,13 +301,19 @@ def _build(
     output = settings.output
     paths: list[Path] = []
     formats: list[str | None] = []
+    dates: list[SourceDate | None] = []
     shown: dict[str, str] = {}
     for source, result in zip(sources, results, strict=True):
+        # A download is dated by its Last-Modified where the file records no date itself.
+        modified = None
+        if result.url is not None and result.last_modified is not None:
+            modified = SourceDate(iso_from_timestamp(result.last_modified), FROM_LAST_MODIFIED)
         for file in _build_inputs(source, result):
             paths.append(file)
             formats.append(source.format)
+            dates.append(modified)
             shown[str(file)] = result.url or str(file)
-    merged = merge_sources(paths, formats=formats, report=report)
+    merged = merge_sources(paths, formats=formats, dates=dates, report=report)
     tables = merged.tables
     new_version = payload_sha256(tables)
     old_tables, old_version = _current(output)
@@ -332,8 +339,6 @@ def _build(
     infos = tuple(dataclasses.replace(s, name=shown.get(s.name, s.name)) for s in merged.sources)
     if report is not None:
         report.phase(f"writing {output.name}")
-    # Issue 13, data age: the data's date is the oldest source's release date,
-    # min(r.last_modified for r in results if r.last_modified is not None).
     header = write_snapshot(
         output,
         tables,
