@@ -18,10 +18,9 @@ behind design choices in the code").
 
 The ``answer_*`` functions add the reserved check to the same pass: a key's /16 flag answers
 it, and only keys in the few /16s partly reserved are searched in the small reserved table,
-together. ``gather_names`` and ``answer_names`` build the lists of country codes that
-``countries()`` returns from a tuple of names: each item a new reference to one of the
-tuple's few objects, so no allocation per item. ``answer_names`` also parses (the parser
-of ``_parse_c``, included from _address.pxi), so text in, names out is one call.
+together. ``gather_names`` builds the lists of country codes that ``countries()`` returns
+from a tuple of names: each item a new reference to one of the tuple's few objects, so no
+allocation per item.
 """
 
 cimport cython
@@ -29,12 +28,6 @@ from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Re
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.long cimport PyLong_CheckExact
 from cpython.object cimport PyObject
-from cpython.sequence cimport (
-    PySequence_Check,
-    PySequence_Fast,
-    PySequence_Fast_GET_SIZE,
-    PySequence_Fast_ITEMS,
-)
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from lookupd.codes import Status
@@ -71,7 +64,6 @@ __all__ = [
     "lookup_many",
     "answer_many",
     "answer_many_v4",
-    "answer_names",
     "answer_packed_v4",
     "answer_packed_v6",
     "gather_names",
@@ -118,10 +110,6 @@ cdef extern from "Python.h":
     void _list_set "PyList_SET_ITEM"(object list, Py_ssize_t i, PyObject* o) noexcept
     object _new_list "PyList_New"(Py_ssize_t size)
 
-
-# The address parser _parse_c uses (_parse_objects), for answer_names.
-include "_address.pxi"
-
 cdef enum:
     # The twin's JUMP_BITS_V4 / JUMP_BITS_V6 (checked at import below), as C constants.
     _BITS_V4 = 16
@@ -156,13 +144,6 @@ if _STATUSES != (_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL
         f"{(_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL)} but lookupd "
         f"numbers them {tuple(map(int, _STATUSES))}: rebuild the extension"
     )
-
-if (Status.OK, Status.INVALID_ADDRESS) != (_OK, _INVALID):
-    raise ImportError(
-        f"lookupd.core._search_c was built for parser statuses {(_OK, _INVALID)} but "
-        f"lookupd numbers them {(int(Status.OK), int(Status.INVALID_ADDRESS))}: rebuild"
-    )
-
 
 cdef struct _TableV4:
     const uint32_t* starts
@@ -759,78 +740,6 @@ cdef void _answer_chunk_v6(
     _answer_chunk(answerer, keys, out_status, labels, count)
     for i in range(count):
         out_codes[i] = codes[labels[i]]
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def answer_names(
-    items,
-    const uint32_t[::1] v4_starts,
-    const uint32_t[::1] v4_jump,
-    const uint16_t[::1] v4_labels,
-    const uint64_t[:, ::1] v6_starts,
-    const uint32_t[::1] v6_jump,
-    const uint16_t[::1] v6_labels,
-    const uint32_t[::1] reserved_v4_starts,
-    const uint32_t[::1] reserved_v4_jump,
-    const uint8_t[::1] reserved_v4_flags,
-    const uint8_t[::1] reserved_v4_prefixes,
-    const uint64_t[:, ::1] reserved_v6_starts,
-    const uint32_t[::1] reserved_v6_jump,
-    const uint8_t[::1] reserved_v6_flags,
-    const uint8_t[::1] reserved_v6_prefixes,
-    names,
-) -> list:
-    """Return ``names[label]`` for each text address of ``items``, in one pass.
-
-    Equal to :func:`gather_names` of ``names`` and the labels :func:`answer_many` gives
-    the keys that ``parse_many`` makes of ``items``: an invalid, reserved or unlabelled
-    address gets ``names[0]``. No keys, statuses or labels are kept, so a caller that
-    wants only the names (``Database.lookup_countries``) pays for nothing else.
-
-    Raises:
-        TypeError: if ``items`` is not a sequence or is a single ``str``/``bytes``, or
-            ``names`` is not a tuple.
-        ValueError: as :func:`answer_many`, or a label has no name (see
-            :func:`gather_names`).
-    """
-    if isinstance(items, (str, bytes, bytearray)):
-        msg = f"items must be a sequence of addresses, not a single {type(items).__name__}"
-        raise TypeError(msg)
-    if not PySequence_Check(items):
-        msg = f"items must be a sequence of str or bytes, not {type(items).__name__}"
-        raise TypeError(msg)
-    seq = PySequence_Fast(items, b"items must be a sequence of str or bytes")
-    cdef _Answerer answerer = _answerer(
-        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
-        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
-        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
-    )
-    _check_label_names(names)
-    cdef Py_ssize_t total = PySequence_Fast_GET_SIZE(seq)
-    cdef object result = _new_list(total)
-    cdef Py_ssize_t done = 0
-    cdef Py_ssize_t count
-    cdef Py_ssize_t bad = -1
-    cdef uint64_t keys[2 * _CHUNK]
-    cdef uint8_t status[_CHUNK]
-    cdef uint16_t labels[_CHUNK]
-    cdef PyObject** objs
-    # The items are borrowed: on a free-threaded build, lock the sequence so no other
-    # thread can drop one while it is read (a no-op under the GIL).
-    with cython.critical_section(seq):
-        objs = <PyObject**>PySequence_Fast_ITEMS(seq)
-        while done < total:
-            count = min(<Py_ssize_t>_CHUNK, total - done)
-            _parse_objects(objs + done, count, total - done, keys, status)
-            _answer_chunk(&answerer, keys, status, labels, count)
-            bad = _fill_names(result, done, names, labels, count)
-            if bad >= 0:
-                break
-            done += count
-    if bad >= 0:
-        _check_label_names(names, bad)  # raises, naming the label
-    return result
 
 
 @cython.boundscheck(False)

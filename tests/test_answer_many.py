@@ -1,6 +1,6 @@
-"""answer_many, answer_many_v4, answer_packed_v6, answer_names and gather_names on the real
-data: each equals the composition it replaced (lookup_many, then the reserved pass over the
-128-bit reserved table, then the label names), per core, at the edges that matter."""
+"""answer_many, answer_many_v4, answer_packed_v6 and gather_names on the real data: each
+equals the composition it replaced (lookup_many, then the reserved pass over the 128-bit
+reserved table, then the label names), per core, at the edges that matter."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import lookupd
 from lookupd.codes import Status
-from lookupd.core import _parse_py, _search_py, reserved
+from lookupd.core import _search_py, reserved
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
 from lookupd.core.database import Database
 from lookupd.server.answers import Answerer
@@ -285,7 +285,7 @@ def test_answer_many_refuses_lengths_that_disagree(search_core: ModuleType) -> N
         )
 
 
-# --- strings out: gather_names, answer_names, LookupResult.countries, lookup_countries ---
+# --- strings out: gather_names and LookupResult.countries ---
 
 _TEXTS = [
     "1.1.1.1",
@@ -326,48 +326,23 @@ def _text_items() -> list[Any]:
 
 @pytest.mark.parametrize("db", [_DB, _UNMARKED], ids=["marked", "unmarked"])
 def test_countries_are_as_before(db: Database) -> None:
-    """countries() and lookup_countries() give what the object-array gather gave."""
+    """countries() gives what the object-array gather gave, subdivisions() likewise."""
     items = _text_items()
     result = db.lookup(items)
     names = np.array(db._codes, dtype=object)
     before = names[result.labels].tolist()
     assert result.countries() == before
-    assert db.lookup_countries(items) == before
-    assert db.lookup_countries(tuple(items)) == before
+    assert db.lookup(tuple(items)).countries() == before
+    assert result.subdivisions() == [None] * len(items)
     assert None in before
     assert "AU" in before
     invalid = [c for c, status in zip(before, result.status, strict=True) if status != Status.OK]
     assert set(invalid) == {None}
 
 
-def test_answer_names_equals_parse_then_answer_many(search_core: ModuleType) -> None:
-    items = _text_items() * 40  # several chunks, and a partial one
-    keys = np.empty((len(items), 2), dtype=np.uint64)
-    status = np.empty(len(items), dtype=np.uint8)
-    _parse_py.parse_many(items, keys, status)
-    labels, _ = _answer_many(search_core, _DB, keys, status)
-    want = [_DB._codes[label] for label in labels]
-    assert search_core.answer_names(items, *_DB.answer_tables, _DB._codes) == want
-    assert search_core.answer_names([], *_DB.answer_tables, _DB._codes) == []
-
-
-def test_lookup_countries_of_other_inputs() -> None:
-    keys = np.array([0x0101_0101, 0x0A00_0001], dtype=np.uint32)
-    assert _DB.lookup_countries(keys) == ["AU", None]
-    assert _DB.lookup_countries(keys.astype(">u4").tobytes(), version=4) == ["AU", None]
-    assert _DB.lookup_countries(iter(["1.1.1.1", "10.0.0.1"])) == ["AU", None]
-    assert _DB.lookup_countries([]) == []
-    with pytest.raises(ValueError, match="version= applies only"):
-        _DB.lookup_countries(["1.1.1.1"], version=4)
-    with pytest.raises(TypeError, match="a batch"):
-        _DB.lookup_countries("1.1.1.1")
-
-
 def test_names_are_the_same_objects(search_core: ModuleType) -> None:
     """No per-item copies: every item is one of the names tuple's own objects."""
-    countries = search_core.answer_names(
-        ["1.1.1.1", "1.0.0.1", "x"], *_DB.answer_tables, _DB._codes
-    )
+    countries = _DB.lookup(["1.1.1.1", "1.0.0.1", "x"]).countries()
     assert countries[0] is countries[1] is _DB._codes[_DB._codes.index("AU")]
     labels = np.array([1, 1, 0], dtype=np.uint16)
     names = search_core.gather_names(_DB._codes, labels)
@@ -393,37 +368,11 @@ def test_gather_names_refuses_a_label_without_a_name(search_core: ModuleType, si
         search_core.gather_names(tuple(range((1 << 16) - 1)), np.array([0xFFFF], dtype=np.uint16))
 
 
-def test_answer_names_refuses_a_label_without_a_name(search_core: ModuleType) -> None:
-    with pytest.raises(ValueError, match="has no name: there are 1 names"):
-        search_core.answer_names(["x"] * 300 + ["1.1.1.1"], *_DB.answer_tables, (None,))
-    assert search_core.answer_names(["x", "10.0.0.1"], *_DB.answer_tables, ("-",)) == ["-", "-"]
-
-
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
         (lambda core: core.gather_names([None], np.zeros(1, np.uint16)), TypeError, "tuple"),
         (lambda core: core.gather_names((None,), np.zeros(1, np.uint32)), ValueError, "dtype"),
-        (
-            lambda core: core.answer_names("1.1.1.1", *_DB.answer_tables, (None,)),
-            TypeError,
-            "not a single str",
-        ),
-        (
-            lambda core: core.answer_names(b"1.1.1.1", *_DB.answer_tables, (None,)),
-            TypeError,
-            "not a single bytes",
-        ),
-        (
-            lambda core: core.answer_names({"1.1.1.1"}, *_DB.answer_tables, (None,)),
-            TypeError,
-            "sequence of str or bytes, not set",
-        ),
-        (
-            lambda core: core.answer_names(["1.1.1.1"], *_DB.answer_tables, [None]),
-            TypeError,
-            "names must be a tuple, not list",
-        ),
     ],
 )
 def test_bad_name_arguments_are_refused_alike(

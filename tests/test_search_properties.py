@@ -2,7 +2,6 @@
 
 import bisect
 import importlib
-import ipaddress
 import random
 from collections.abc import Sequence
 from types import ModuleType
@@ -14,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lookupd.codes import Status
-from lookupd.core import _parse_py, _search_py
+from lookupd.core import _search_py
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX
 
 try:
@@ -437,57 +436,6 @@ def test_c_matches_twin_answer_packed_v6(
 ) -> None:
     assert _search_c is not None
     assert _packed_v6(_search_c, case, seed) == _packed_v6(_search_py, case, seed)
-
-
-_NAMES = (None, "AA", "BB", "CC")
-
-
-def _text_of(key: int, form: int) -> str | bytes:
-    """A key as text: IPv4 dotted (mapped keys), IPv6 compressed or exploded, or as bytes."""
-    if key >> 32 == IPV4_MAPPED_PREFIX >> 32 and form != 2:
-        text = str(ipaddress.IPv4Address(key & IPV4_MAX))
-    elif form == 1:
-        text = ipaddress.IPv6Address(key).exploded
-    else:
-        text = str(ipaddress.IPv6Address(key))
-    return text.encode() if form == 3 else text
-
-
-@st.composite
-def _name_cases(draw: st.DrawFn) -> tuple[_Tables, list[object]]:
-    """The answer tables and a list of items: addresses as text, and invalid items."""
-    tables, keys, _ = draw(_answer_cases())
-    forms = draw(st.lists(st.integers(0, 3), min_size=len(keys), max_size=len(keys)))
-    items: list[object] = [_text_of(key, form) for key, form in zip(keys, forms, strict=True)]
-    junk = st.one_of(st.text(max_size=50), st.binary(max_size=50), st.none(), st.integers())
-    for position, item in draw(st.lists(st.tuples(st.integers(0, len(items)), junk))):
-        items.insert(position, item)
-    return tables, items
-
-
-def _answer_names(core: ModuleType, case: tuple[_Tables, list[object]]) -> list[object]:
-    tables, items = case
-    names: list[object] = core.answer_names(items, *_answer_arrays(core, tables), _NAMES)
-    return names
-
-
-@given(_name_cases())
-def test_twin_answer_names_matches_model(case: tuple[_Tables, list[object]]) -> None:
-    """Names are those of answer_many's labels, for the keys the parser makes of the items."""
-    tables, items = case
-    keys = np.empty((len(items), 2), dtype=np.uint64)
-    status = np.empty(len(items), dtype=np.uint8)
-    _parse_py.parse_many(items, keys, status)  # type: ignore[arg-type]
-    rows = [(int(high) << 64) | int(low) for high, low in keys.tolist()]
-    labels, _ = _answer_model((tables, rows, status.tolist()))
-    assert _answer_names(_search_py, case) == [_NAMES[label] for label in labels]
-
-
-@_needs_c
-@given(_name_cases())
-def test_c_matches_twin_answer_names(case: tuple[_Tables, list[object]]) -> None:
-    assert _search_c is not None
-    assert _answer_names(_search_c, case) == _answer_names(_search_py, case)
 
 
 def _gather(core: ModuleType, names: tuple[object, ...], labels: list[int]) -> object:

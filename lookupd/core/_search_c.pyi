@@ -15,7 +15,6 @@ with the same answers and errors. Like every function here they take any buffer 
 layout, and a ``memoryview`` of an array (``array.data``) costs them less than the array.
 """
 
-from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -121,22 +120,4 @@ def answer_packed_v6(
     out_codes: npt.NDArray[np.uint16],
     out_status: npt.NDArray[np.uint8],
 ) -> None: ...
-def answer_names(
-    items: Sequence[str | bytes],
-    v4_starts: npt.NDArray[np.uint32],
-    v4_jump: npt.NDArray[np.uint32],
-    v4_labels: npt.NDArray[np.uint16],
-    v6_starts: npt.NDArray[np.uint64],
-    v6_jump: npt.NDArray[np.uint32],
-    v6_labels: npt.NDArray[np.uint16],
-    reserved_v4_starts: npt.NDArray[np.uint32],
-    reserved_v4_jump: npt.NDArray[np.uint32],
-    reserved_v4_flags: npt.NDArray[np.uint8],
-    reserved_v4_prefixes: npt.NDArray[np.uint8],
-    reserved_v6_starts: npt.NDArray[np.uint64],
-    reserved_v6_jump: npt.NDArray[np.uint32],
-    reserved_v6_flags: npt.NDArray[np.uint8],
-    reserved_v6_prefixes: npt.NDArray[np.uint8],
-    names: tuple[_Name, ...],
-) -> list[_Name]: ...
 def gather_names(names: tuple[_Name, ...], labels: npt.NDArray[np.uint16]) -> list[_Name]: ...

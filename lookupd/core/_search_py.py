@@ -13,14 +13,12 @@ Starts strictly increase and ``starts[0] == 0``: segment ``i`` covers
 
 import bisect
 import operator
-from collections.abc import Sequence
-from typing import Literal, TypeVar, cast
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from lookupd.codes import Status
-from lookupd.core._parse_py import _sequence_of, parse_many
 from lookupd.core.constants import IPV4_MAPPED_PREFIX, IPV4_MAX, IPV6_MAX, UNKNOWN_LABEL
 
 # Top 16 bits: 65,537 entries (256 KiB) leave a few segments per window for most keys, and
@@ -459,53 +457,6 @@ def answer_packed_v6(
     answer_many(*tables, keys, status, labels)
     out_codes[:] = codes[labels]
     out_status[:] = status
-
-
-def answer_names(
-    items: Sequence[str | bytes],
-    v4_starts: npt.NDArray[np.uint32],
-    v4_jump: npt.NDArray[np.uint32],
-    v4_labels: npt.NDArray[np.uint16],
-    v6_starts: npt.NDArray[np.uint64],
-    v6_jump: npt.NDArray[np.uint32],
-    v6_labels: npt.NDArray[np.uint16],
-    reserved_v4_starts: npt.NDArray[np.uint32],
-    reserved_v4_jump: npt.NDArray[np.uint32],
-    reserved_v4_flags: npt.NDArray[np.uint8],
-    reserved_v4_prefixes: npt.NDArray[np.uint8],
-    reserved_v6_starts: npt.NDArray[np.uint64],
-    reserved_v6_jump: npt.NDArray[np.uint32],
-    reserved_v6_flags: npt.NDArray[np.uint8],
-    reserved_v6_prefixes: npt.NDArray[np.uint8],
-    names: tuple[_Name, ...],
-) -> list[_Name]:
-    """Return ``names[label]`` for each text address of ``items``, in one pass.
-
-    Equal to :func:`gather_names` of ``names`` and the labels :func:`answer_many` gives
-    the keys that ``parse_many`` makes of ``items``: an invalid, reserved or unlabelled
-    address gets ``names[0]``. No keys, statuses or labels are kept, so a caller that
-    wants only the names (``Database.lookup_countries``) pays for nothing else.
-
-    Raises:
-        TypeError: if ``items`` is not a sequence or is a single ``str``/``bytes``, or
-            ``names`` is not a tuple.
-        ValueError: as :func:`answer_many`, or a label has no name (see
-            :func:`gather_names`).
-    """
-    sequence = _sequence_of(items)
-    tables = (
-        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
-        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
-        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
-    )  # fmt: skip
-    _check_answerer(*tables)
-    _check_label_names(names)
-    keys = np.empty((len(sequence), 2), dtype=np.uint64)
-    status = np.empty(len(sequence), dtype=np.uint8)
-    parse_many(cast(Sequence[str | bytes], sequence), keys, status)
-    labels = np.empty(len(sequence), dtype=np.uint16)
-    answer_many(*tables, keys, status, labels)
-    return gather_names(names, labels)
 
 
 def gather_names(names: tuple[_Name, ...], labels: npt.NDArray[np.uint16]) -> list[_Name]:

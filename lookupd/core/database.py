@@ -140,9 +140,9 @@ class Database:
 
     @property
     def answer_tables(self) -> AnswerTables:
-        """The arrays the search core's ``answer_many``, ``answer_packed_v6`` and
-        ``answer_names`` take before their batch, in order: the data's tables and the
-        reserved ones (with all-zero /16 flags when not marking reserved addresses)."""
+        """The arrays the search core's ``answer_many`` and ``answer_packed_v6`` take before
+        their batch, in order: the data's tables and the reserved ones (with all-zero /16
+        flags when not marking reserved addresses)."""
         return self._answer_tables
 
     @property
@@ -197,22 +197,6 @@ class Database:
         status = np.empty(len(items), dtype=np.uint8)
         _parse.parse_many(items, keys, status)
         return self._lookup_keys(keys, status)
-
-    def lookup_countries(
-        self, ips: AddressBatch | Iterable[str | bytes], *, version: IPVersion | None = None
-    ) -> list[str | None]:
-        """Return the country code of each address, ``None`` where there is none.
-
-        The same list as ``lookup(ips, version=version).countries()``. For a list or tuple
-        of text addresses the search core parses, looks up and names them in one pass,
-        keeping no arrays: the call for a caller that wants only the codes.
-
-        Raises:
-            TypeError, ValueError: as :meth:`lookup`.
-        """
-        if isinstance(ips, (list, tuple)) and version is None:
-            return _search.answer_names(ips, *self._answer_tables, self._codes)
-        return self.lookup(ips, version=version).countries()
 
     def lookup_lines(self, text: bytes | bytearray | memoryview) -> LookupResult:
         """Look up newline-separated addresses (surrounding whitespace ignored per line).
