@@ -39,7 +39,6 @@ CORE_LINES = ("search core: c", "parse core: c")
 # In the sdist (paths inside its top folder); ROOT's files matching these must all be there.
 SDIST_FROM_TREE = (
     "ext/*.pyx",
-    "ext/*.pxi",
     "lookupd/**/*.pyi",
     "lookupd/py.typed",
     "lookupd/data/*",
