@@ -380,3 +380,43 @@ def test_bad_name_arguments_are_refused_alike(
 ) -> None:
     with pytest.raises(error, match=message):
         call(search_core)
+
+
+def test_the_largest_labels(search_core: ModuleType) -> None:
+    """Labels up to 65,535 pass through answer_many and answer_packed_v6 unchanged (no
+    overflow in the branch-free arithmetic), and reserved ones still become 0."""
+    v4 = np.array([0, 0x0A00_0000, 0x0B00_0000], dtype=np.uint32)
+    v6 = _rows([0, 1 << 125, 0xFE80 << 112])
+    labels_v4 = np.array([0xFFFF, 0xFFFE, 0x8000], dtype=np.uint16)
+    labels_v6 = np.array([0xFFFF, 0x7FFF, 0xFFFF], dtype=np.uint16)
+    tables = list(_DB.answer_tables)
+    tables[:6] = [
+        v4,
+        search_core.jump_table_v4(v4),
+        labels_v4,
+        v6,
+        search_core.jump_table_v6(v6),
+        labels_v6,
+    ]
+    values = [
+        IPV4_MAPPED_PREFIX | 0x0100_0000,  # label 0xFFFF
+        IPV4_MAPPED_PREFIX | 0x0A00_0001,  # 10.0.0.1: reserved, so 0
+        IPV4_MAPPED_PREFIX | 0x0B00_0001,  # 0x8000
+        (1 << 125) + 5,  # 0x7FFF
+        (0xFE80 << 112) + 1,  # fe80::1: reserved, so 0
+        (0xFF00 << 112) + 1,  # ff00::1: reserved multicast in a row labelled 0xFFFF
+        0x2A00 << 112,  # 0x7FFF
+    ]
+    keys = _rows(values)
+    status = _statuses(len(values))
+    out = np.zeros(len(values), dtype=np.uint16)
+    search_core.answer_many(*tables, keys, status, out)
+    assert out.tolist() == [0xFFFF, 0, 0x8000, 0x7FFF, 0, 0, 0x7FFF]
+    assert status.tolist() == [1, 4, 1, 1, 4, 4, 1]
+    codes = np.arange(1 << 16, dtype=np.uint16)[::-1].copy()
+    out_codes = np.zeros(len(values), dtype=np.uint16)
+    out_status = np.zeros(len(values), dtype=np.uint8)
+    packed = b"".join(value.to_bytes(16, "big") for value in values)
+    search_core.answer_packed_v6(*tables, codes, packed, out_codes, out_status)
+    assert out_codes.tolist() == [0xFFFF - label for label in out.tolist()]
+    assert out_status.tolist() == status.tolist()
