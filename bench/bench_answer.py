@@ -1,9 +1,10 @@
 """What the gRPC server computes per call, in-process (no transport): the two fast paths.
 
-``answer-packed``: a packed IPv4 batch answered by the search core in one pass
-(``lookups.lookup_packed``, which calls ``answer_packed_v4``) against the numpy composition
-it replaced (``Database.lookup`` on the packed bytes, then the country-code and status
-gathers), for batches of 1,000 and 10,000 random public IPv4 addresses.
+``answer-packed``: a packed IPv4 or IPv6 batch answered by the search core in one pass
+(``lookups.lookup_packed``, which calls ``answer_packed_v4`` / ``answer_packed_v6``) against
+the composition it replaced (``Database.lookup`` on the packed bytes, then the country-code
+and status gathers), for batches of 1,000 and 10,000 random public IPv4 addresses, and of
+IPv6 addresses drawn from the real table's rows (row-uniform).
 
 ``answer-text``: a serialized ``LookupRequest`` of text addresses answered from its bytes
 (``lookups.lookup_request_answer``: ``scan_fields``/``parse_fields``) against decoding it
@@ -46,6 +47,23 @@ def composed_packed_v4(answerer: Answerer, packed: bytes) -> tuple[bytes, bytes]
     return answerer.codes[result.labels].tobytes(), result.status.tobytes()
 
 
+def composed_packed_v6(answerer: Answerer, packed: bytes) -> tuple[bytes, bytes]:
+    """The packed IPv6 answer as the service built it before ``answer_packed_v6``."""
+    result = answerer.db.lookup(packed, version=6)
+    return answerer.codes[result.labels].tobytes(), result.status.tobytes()
+
+
+def _row_uniform_v6(db: lookupd.Database, n: int) -> bytes:
+    rng = np.random.default_rng(_SEED + n)
+    segments = db.v6.segments()
+    rows = rng.integers(0, len(segments), n)
+    values = []
+    for row in rows.tolist():
+        start, end, _ = segments[row]
+        values.append(start + int(rng.integers(0, min(end - start, 2**62) + 1)))
+    return b"".join(value.to_bytes(16, "big") for value in values)
+
+
 def decoded_text(answerer: Answerer, message: bytes) -> Any:
     """The text answer as gRPC's own deserializer would have it: decode, then answer."""
     return lookup_text_answer(answerer, pb.LookupRequest.FromString(message).addresses)
@@ -69,6 +87,27 @@ def test_composed_packed_v4(run_call: Any, answerer: Answerer, batch: int) -> No
         answerer,
         packed,
         workload=f"ipv4 {batch:,}",
+        baseline="numpy composition",
+    )
+
+
+@pytest.mark.benchmark(group="answer-packed")
+@pytest.mark.parametrize("batch", BATCHES)
+def test_answer_packed_v6(run_call: Any, answerer: Answerer, batch: int) -> None:
+    packed = _row_uniform_v6(answerer.db, batch)
+    _, codes, _, status = lookup_packed(answerer, b"", packed)
+    assert (codes, status) == composed_packed_v6(answerer, packed)
+    run_call(lookup_packed, answerer, b"", packed, workload=f"ipv6 {batch:,}")
+
+
+@pytest.mark.benchmark(group="answer-packed")
+@pytest.mark.parametrize("batch", BATCHES)
+def test_composed_packed_v6(run_call: Any, answerer: Answerer, batch: int) -> None:
+    run_call(
+        composed_packed_v6,
+        answerer,
+        _row_uniform_v6(answerer.db, batch),
+        workload=f"ipv6 {batch:,}",
         baseline="numpy composition",
     )
 

@@ -1,8 +1,9 @@
 """End-to-end ``Database.lookup`` on 1M addresses: text, ``uint32`` and packed input.
 
-Text input is compared with the peers on the same data: ``iptocc`` (one batch call) and the
-``maxminddb`` C reader (one ``get`` per address, on a 100k subset: it is the slow one; the
-report compares per-address figures). ``uint32`` and packed input are compared with the
+Text input is compared with the peers on the same data: ``iptocc`` (one batch call, a list
+of codes out, as ``lookup(strs).countries()`` gives) and the ``maxminddb`` C reader (one
+``get`` per address, on a 100k subset: it is the slow one; the report compares per-address
+figures). ``uint32`` and packed input are compared with the
 numpy equivalent of the whole lookup (search, then labels) and with the raw core alone, so
 the API's own cost shows.
 """

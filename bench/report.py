@@ -59,10 +59,11 @@ TARGETS = (
     Target("test_lookup_v4_str_countries[uniform]", "iptocc", 2.0),
     Target("test_lookup_v4_str[uniform]", "maxminddb", 10.0),
     Target("test_lookup_v4_str[row-uniform]", "iptocc", 2.0),
-    Target("test_lookup_v4_str_countries[row-uniform]", "iptocc", 2.0),
+    # Issue 13: strings out at >= 2.5x iptocc on the row-uniform sample of the real data.
+    Target("test_lookup_v4_str_countries[row-uniform]", "iptocc", 2.5),
     Target("test_lookup_v4_str[row-uniform]", "maxminddb", 10.0),
     Target("test_lookup_v6_str", "iptocc", 2.0),
-    Target("test_lookup_v6_str_countries", "iptocc", 2.0),
+    Target("test_lookup_v6_str_countries", "iptocc", 2.5),
     Target("test_lookup_v6_str", "maxminddb", 10.0),
 )
 

@@ -15,12 +15,19 @@ step is a compare and a conditional add (setcc), never a branch the CPU must pre
 are searched 8 at a time in lockstep, so that 8 independent loads are in flight instead of one
 chain of dependent ones, each waiting for the last (figures in bench/README.md, "Figures
 behind design choices in the code").
+
+The ``answer_*`` functions add the reserved check to the same pass: a key's /16 flag answers
+it, and only keys in the few /16s partly reserved are searched in the small reserved table,
+together. ``gather_names`` builds the lists of country codes that ``countries()`` returns
+from a tuple of names: each item a new reference to one of the tuple's few objects, so no
+allocation per item.
 """
 
 cimport cython
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.long cimport PyLong_CheckExact
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from lookupd.codes import Status
@@ -29,9 +36,13 @@ from lookupd.codes import Status
 from lookupd.core._search_py import (
     JUMP_BITS_V4,
     JUMP_BITS_V6,
+    _check_answer_tables,
     _check_answer_v4,
+    _check_answer_v6,
     _check_jump,
+    _check_label_names,
     _check_lengths,
+    _check_reserved_v4,
     _check_rows,
     _check_starts,
     _key_v4,
@@ -51,7 +62,11 @@ __all__ = [
     "jump_table_v4",
     "jump_table_v6",
     "lookup_many",
+    "answer_many",
+    "answer_many_v4",
     "answer_packed_v4",
+    "answer_packed_v6",
+    "gather_names",
 ]
 
 cdef extern from *:
@@ -66,6 +81,11 @@ cdef extern from *:
         return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
     }
 
+    /* 8 bytes in network order at any alignment. */
+    static inline uint64_t lookupd_load_be64(const uint8_t* p) {
+        return ((uint64_t)lookupd_load_be32(p) << 32) | lookupd_load_be32(p + 4);
+    }
+
     /* Shifts and an or: two plain 64-bit loads, no 16-byte alignment asked of numpy. */
     static inline lookupd_u128 lookupd_u128_from(uint64_t high, uint64_t low) {
         return ((lookupd_u128)high << 64) | low;
@@ -75,6 +95,7 @@ cdef extern from *:
     ctypedef unsigned long long _u128 "lookupd_u128"
     _u128 _u128_from "lookupd_u128_from"(uint64_t high, uint64_t low) noexcept nogil
     uint32_t _load_be32 "lookupd_load_be32"(const uint8_t* p) noexcept nogil
+    uint64_t _load_be64 "lookupd_load_be64"(const uint8_t* p) noexcept nogil
 
 
 cdef extern from "Python.h":
@@ -82,6 +103,12 @@ cdef extern from "Python.h":
     # error themselves, so a refusal costs no Python exception machinery.
     int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer* view, int flags) noexcept
     unsigned long long _as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
+    # On borrowed pointers: the name lists are filled without Cython's reference counting,
+    # one new reference per item to a name the tuple already holds.
+    PyObject* _tuple_item "PyTuple_GET_ITEM"(object tuple, Py_ssize_t i) noexcept
+    void _incref "Py_INCREF"(PyObject* o) noexcept
+    void _list_set "PyList_SET_ITEM"(object list, Py_ssize_t i, PyObject* o) noexcept
+    object _new_list "PyList_New"(Py_ssize_t size)
 
 cdef enum:
     # The twin's JUMP_BITS_V4 / JUMP_BITS_V6 (checked at import below), as C constants.
@@ -117,7 +144,6 @@ if _STATUSES != (_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL
         f"{(_STATUS_OK, _STATUS_NOT_FOUND, _STATUS_RESERVED, _UNKNOWN_LABEL)} but lookupd "
         f"numbers them {tuple(map(int, _STATUSES))}: rebuild the extension"
     )
-
 
 cdef struct _TableV4:
     const uint32_t* starts
@@ -441,31 +467,408 @@ cdef void _answer_chunk_v4(
     uint8_t* out_status,
     Py_ssize_t count,
 ) noexcept nogil:
-    """Answer ``count`` <= _CHUNK packed addresses: a lockstep search, then gathers."""
+    """Answer ``count`` <= _CHUNK packed addresses: decode them, then _answer_keys_v4."""
     cdef uint32_t keys[_CHUNK]
+    cdef Py_ssize_t i
+    for i in range(count):
+        keys[i] = _load_be32(packed + 4 * i)
+    _answer_keys_v4(table, labels, reserved, reserved_flags, reserved_prefixes, codes, keys,
+                    out_codes, out_status, count)
+
+
+cdef void _answer_keys_v4(
+    const _TableV4* table,
+    const uint16_t* labels,
+    const _TableV4* reserved,
+    const uint8_t* reserved_flags,
+    const uint8_t* reserved_prefixes,
+    const uint16_t* codes,
+    const uint32_t* keys,
+    uint16_t* out,
+    uint8_t* out_status,
+    Py_ssize_t count,
+) noexcept nogil:
+    """Answer ``count`` <= _CHUNK IPv4 keys: a lockstep search, then gathers.
+
+    ``out`` gets ``codes[label]``, or the label itself where ``codes`` is NULL.
+    """
     cdef int32_t rows[_CHUNK]
     cdef int32_t reserved_row
     cdef Py_ssize_t i
     cdef uint16_t label
     cdef uint8_t flag
-    for i in range(count):
-        keys[i] = _load_be32(packed + 4 * i)
     _find_many_v4(table, keys, rows, count)
     for i in range(count):
         flag = reserved_prefixes[keys[i] >> 16]
         if flag > 1:  # a /16 only partly reserved: rare, so the branch predicts well
             _find_many_v4(reserved, &keys[i], &reserved_row, 1)
             flag = reserved_flags[reserved_row] != 0
-        # Arithmetic, not branches: reserved addresses are scattered through a batch.
-        label = labels[rows[i]] * (1 - flag)
-        out_codes[i] = codes[label]
-        # OK, plus the step to NOT_FOUND where unlabelled, plus the one on to RESERVED where
-        # reserved (whose label is 0, so both steps add up to RESERVED).
-        out_status[i] = (
-            _STATUS_OK
-            + (label == _UNKNOWN_LABEL) * (_STATUS_NOT_FOUND - _STATUS_OK)
-            + flag * (_STATUS_RESERVED - _STATUS_NOT_FOUND)
-        )
+        label = _settle(labels[rows[i]], flag, &out_status[i])
+        # The same for every item of a call, so the branch always predicts.
+        out[i] = codes[label] if codes != NULL else label
+
+
+cdef inline uint16_t _settle(uint16_t label, uint8_t flag, uint8_t* status) noexcept nogil:
+    """Return the label an item answers (0 where reserved: ``flag`` 1) and set its status.
+
+    Arithmetic, not branches: reserved addresses are scattered through a batch.
+    """
+    label = label * (1 - flag)
+    # OK, plus the step to NOT_FOUND where unlabelled, plus the one on to RESERVED where
+    # reserved (whose label is 0, so both steps add up to RESERVED).
+    status[0] = (
+        _STATUS_OK
+        + (label == _UNKNOWN_LABEL) * (_STATUS_NOT_FOUND - _STATUS_OK)
+        + flag * (_STATUS_RESERVED - _STATUS_NOT_FOUND)
+    )
+    return label
+
+
+cdef struct _Answerer:
+    # Everything answer_many and its relatives read: the data's two tables and their labels,
+    # and per family the reserved table, a 0/1 flag per reserved segment and a flag per /16
+    # (0 none reserved, 1 all, 2 some: search the reserved table).
+    _TableV4 v4
+    const uint16_t* labels_v4
+    _TableV6 v6
+    const uint16_t* labels_v6
+    _TableV4 reserved_v4
+    const uint8_t* flags_v4
+    const uint8_t* prefixes_v4
+    _TableV6 reserved_v6
+    const uint8_t* flags_v6
+    const uint8_t* prefixes_v6
+
+
+cdef _Answerer _answerer(
+    const uint32_t[::1] v4_starts,
+    const uint32_t[::1] v4_jump,
+    const uint16_t[::1] v4_labels,
+    const uint64_t[:, ::1] v6_starts,
+    const uint32_t[::1] v6_jump,
+    const uint16_t[::1] v6_labels,
+    const uint32_t[::1] reserved_v4_starts,
+    const uint32_t[::1] reserved_v4_jump,
+    const uint8_t[::1] reserved_v4_flags,
+    const uint8_t[::1] reserved_v4_prefixes,
+    const uint64_t[:, ::1] reserved_v6_starts,
+    const uint32_t[::1] reserved_v6_jump,
+    const uint8_t[::1] reserved_v6_flags,
+    const uint8_t[::1] reserved_v6_prefixes,
+) except *:
+    """Check the tables the answer_* functions share and return their raw pointers.
+
+    The pointers stay valid while the caller's memoryviews hold the buffers.
+    """
+    cdef _Answerer answerer
+    answerer.v4 = _table_v4(v4_starts, v4_jump)
+    answerer.v6 = _table_v6(v6_starts, v6_jump)
+    answerer.reserved_v4 = _table_v4(reserved_v4_starts, reserved_v4_jump)
+    answerer.reserved_v6 = _table_v6(reserved_v6_starts, reserved_v6_jump)
+    _check_answer_tables(
+        v4_starts.shape[0], v4_labels.shape[0], v6_starts.shape[0], v6_labels.shape[0],
+        reserved_v4_starts.shape[0], reserved_v4_flags.shape[0], reserved_v4_prefixes.shape[0],
+        reserved_v6_starts.shape[0], reserved_v6_flags.shape[0], reserved_v6_prefixes.shape[0],
+    )
+    # Every array is now known to be non-empty: tables have a row, prefixes 65,536 entries.
+    answerer.labels_v4 = &v4_labels[0]
+    answerer.labels_v6 = &v6_labels[0]
+    answerer.flags_v4 = &reserved_v4_flags[0]
+    answerer.prefixes_v4 = &reserved_v4_prefixes[0]
+    answerer.flags_v6 = &reserved_v6_flags[0]
+    answerer.prefixes_v6 = &reserved_v6_prefixes[0]
+    return answerer
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def answer_many(
+    const uint32_t[::1] v4_starts,
+    const uint32_t[::1] v4_jump,
+    const uint16_t[::1] v4_labels,
+    const uint64_t[:, ::1] v6_starts,
+    const uint32_t[::1] v6_jump,
+    const uint16_t[::1] v6_labels,
+    const uint32_t[::1] reserved_v4_starts,
+    const uint32_t[::1] reserved_v4_jump,
+    const uint8_t[::1] reserved_v4_flags,
+    const uint8_t[::1] reserved_v4_prefixes,
+    const uint64_t[:, ::1] reserved_v6_starts,
+    const uint32_t[::1] reserved_v6_jump,
+    const uint8_t[::1] reserved_v6_flags,
+    const uint8_t[::1] reserved_v6_prefixes,
+    const uint64_t[:, ::1] keys,
+    uint8_t[::1] status,
+    uint16_t[::1] out,
+) -> None:
+    """As :func:`lookup_many`, and mark reserved keys in the same pass.
+
+    A valid key that is reserved gets label 0 and ``RESERVED``: IPv4-mapped keys by the
+    IPv4 reserved table, others by the IPv6 one. Per family, ``reserved_*_prefixes[p]``
+    for the key's top 16 bits ``p`` (of the IPv4 address, or of the 128-bit key) says 0
+    (none of the /16 is reserved), 1 (all of it) or 2 (some: then ``reserved_*_flags`` of
+    the key's segment of the reserved table decides). All-zero prefixes mark nothing.
+
+    Raises:
+        ValueError: if an array has the wrong dtype, shape or layout, an output is read-only,
+            a table's labels or flags are not one per segment, prefixes have fewer than
+            65,536 entries, or the lengths of keys and outputs disagree.
+    """
+    cdef _Answerer answerer = _answerer(
+        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
+        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
+        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
+    )
+    _check_rows("keys", (keys.shape[0], keys.shape[1]))
+    _check_lengths(keys=keys.shape[0], status=status.shape[0], out=out.shape[0])
+    cdef Py_ssize_t total = keys.shape[0]
+    cdef Py_ssize_t done = 0
+    with nogil:
+        while done < total:
+            _answer_chunk(&answerer, &keys[done, 0], &status[done], &out[done],
+                          min(<Py_ssize_t>_CHUNK, total - done))
+            done += _CHUNK
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def answer_many_v4(
+    const uint32_t[::1] starts,
+    const uint32_t[::1] jump,
+    const uint16_t[::1] labels,
+    const uint32_t[::1] reserved_starts,
+    const uint32_t[::1] reserved_jump,
+    const uint8_t[::1] reserved_flags,
+    const uint8_t[::1] reserved_prefixes,
+    const uint32_t[::1] keys,
+    uint16_t[::1] out,
+    uint8_t[::1] out_status,
+) -> None:
+    """Label IPv4 keys (``uint32``) and set their status, reserved ones marked, in one pass.
+
+    As :func:`answer_packed_v4`, with native ``uint32`` keys in and labels (not country
+    codes) out: ``out`` gets the label, 0 where reserved, and ``out_status`` ``OK``,
+    ``NOT_FOUND`` or ``RESERVED``.
+
+    Raises:
+        ValueError: as :func:`answer_packed_v4`, and for outputs of another length than
+            ``keys``.
+    """
+    cdef _TableV4 table = _table_v4(starts, jump)
+    cdef _TableV4 reserved = _table_v4(reserved_starts, reserved_jump)
+    _check_reserved_v4(
+        starts.shape[0], labels.shape[0], reserved_starts.shape[0], reserved_flags.shape[0],
+        reserved_prefixes.shape[0],
+    )
+    _check_lengths(keys=keys.shape[0], out=out.shape[0], out_status=out_status.shape[0])
+    cdef Py_ssize_t total = keys.shape[0]
+    cdef Py_ssize_t done = 0
+    with nogil:
+        while done < total:
+            _answer_keys_v4(
+                &table, &labels[0], &reserved, &reserved_flags[0], &reserved_prefixes[0],
+                NULL, &keys[done], &out[done], &out_status[done],
+                min(<Py_ssize_t>_CHUNK, total - done),
+            )
+            done += _CHUNK
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def answer_packed_v6(
+    const uint32_t[::1] v4_starts,
+    const uint32_t[::1] v4_jump,
+    const uint16_t[::1] v4_labels,
+    const uint64_t[:, ::1] v6_starts,
+    const uint32_t[::1] v6_jump,
+    const uint16_t[::1] v6_labels,
+    const uint32_t[::1] reserved_v4_starts,
+    const uint32_t[::1] reserved_v4_jump,
+    const uint8_t[::1] reserved_v4_flags,
+    const uint8_t[::1] reserved_v4_prefixes,
+    const uint64_t[:, ::1] reserved_v6_starts,
+    const uint32_t[::1] reserved_v6_jump,
+    const uint8_t[::1] reserved_v6_flags,
+    const uint8_t[::1] reserved_v6_prefixes,
+    const uint16_t[::1] codes,
+    const uint8_t[::1] packed,
+    uint16_t[::1] out_codes,
+    uint8_t[::1] out_status,
+) -> None:
+    """Answer packed IPv6 addresses (16 bytes each, network order) in one pass.
+
+    Per address, as :func:`answer_many` answers its key (IPv4-mapped ones from the IPv4
+    tables): ``out_codes`` gets ``codes[label]`` and ``out_status`` its status number,
+    the packed answer's byte.
+
+    Raises:
+        ValueError: as :func:`answer_many`, and for ``packed`` not a multiple of 16 bytes,
+            ``codes`` with fewer than 65,536 entries, or outputs of another length than the
+            addresses.
+    """
+    cdef _Answerer answerer = _answerer(
+        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
+        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
+        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
+    )
+    _check_answer_v6(codes.shape[0], packed.shape[0], out_codes.shape[0], out_status.shape[0])
+    cdef Py_ssize_t total = packed.shape[0] // 16
+    cdef Py_ssize_t done = 0
+    with nogil:
+        while done < total:
+            _answer_chunk_v6(&answerer, &codes[0], &packed[16 * done], &out_codes[done],
+                             &out_status[done], min(<Py_ssize_t>_CHUNK, total - done))
+            done += _CHUNK
+
+
+cdef void _answer_chunk_v6(
+    const _Answerer* answerer,
+    const uint16_t* codes,
+    const uint8_t* packed,
+    uint16_t* out_codes,
+    uint8_t* out_status,
+    Py_ssize_t count,
+) noexcept nogil:
+    """Answer ``count`` <= _CHUNK packed IPv6 addresses: decode, _answer_chunk, codes."""
+    cdef uint64_t keys[2 * _CHUNK]
+    cdef uint16_t labels[_CHUNK]
+    cdef Py_ssize_t i
+    for i in range(count):
+        keys[2 * i] = _load_be64(packed + 16 * i)
+        keys[2 * i + 1] = _load_be64(packed + 16 * i + 8)
+        out_status[i] = _STATUS_OK
+    _answer_chunk(answerer, keys, out_status, labels, count)
+    for i in range(count):
+        out_codes[i] = codes[labels[i]]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def gather_names(names, const uint16_t[::1] labels) -> list:
+    """Return the list of ``names[label]`` for each label: new references, no copies.
+
+    ``names`` is a tuple (``Database`` keeps one of interned country codes, ``None`` at 0),
+    so a batch's list holds the same few objects many times over.
+
+    Raises:
+        TypeError: if ``names`` is not a tuple.
+        ValueError: if ``labels`` is not a 1-D ``uint16`` array, or a label is not below
+            ``len(names)`` (the message names the first such label).
+    """
+    _check_label_names(names)
+    cdef Py_ssize_t total = labels.shape[0]
+    cdef object result = _new_list(total)
+    cdef Py_ssize_t done = 0
+    cdef Py_ssize_t count
+    cdef Py_ssize_t bad = -1
+    while done < total:
+        count = min(<Py_ssize_t>_CHUNK, total - done)
+        bad = _fill_names(result, done, names, &labels[done], count)
+        if bad >= 0:
+            _check_label_names(names, bad)  # raises, naming the label
+        done += count
+    return result
+
+
+cdef Py_ssize_t _fill_names(
+    object result, Py_ssize_t at, object names, const uint16_t* labels, Py_ssize_t count
+) noexcept:
+    """Set ``result[at + i] = names[labels[i]]``; return -1, or the first label without a
+    name (then nothing is set: the list's unset items stay NULL, which it frees safely)."""
+    cdef Py_ssize_t size = len(<tuple>names)
+    cdef Py_ssize_t i
+    cdef bint bad = False
+    cdef PyObject* name
+    for i in range(count):
+        bad |= labels[i] >= size
+    if bad:
+        for i in range(count):
+            if labels[i] >= size:
+                return labels[i]
+    for i in range(count):
+        name = _tuple_item(names, labels[i])
+        _incref(name)
+        _list_set(result, at + i, name)
+    return -1
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _answer_chunk(
+    const _Answerer* answerer,
+    const uint64_t* keys,
+    uint8_t* status,
+    uint16_t* out,
+    Py_ssize_t count,
+) noexcept nogil:
+    """Label ``count`` <= _CHUNK keys and mark reserved ones: _lookup_chunk, then per family
+    the /16 flags, and one lockstep search of the reserved table for the mixed /16s."""
+    cdef uint32_t keys_v4[_CHUNK]
+    cdef uint64_t keys_v6[2 * _CHUNK]
+    cdef int32_t rows_v4[_CHUNK]
+    cdef int32_t rows_v6[_CHUNK]
+    cdef uint16_t where_v4[_CHUNK]  # position in the chunk of each gathered key
+    cdef uint16_t where_v6[_CHUNK]
+    cdef uint8_t flags[_CHUNK]
+    cdef uint16_t mixed[_CHUNK]  # which gathered keys lie in a partly reserved /16
+    cdef uint32_t mixed_v4[_CHUNK]
+    cdef uint64_t mixed_v6[2 * _CHUNK]
+    cdef int32_t mixed_rows[_CHUNK]
+    cdef Py_ssize_t n_v4 = 0, n_v6 = 0, n_mixed
+    cdef Py_ssize_t i
+    cdef uint64_t high, low
+    cdef bint valid, mapped
+    cdef uint8_t flag
+    # Branch-free, as _lookup_chunk: every key goes into both buffers, and only one
+    # count advances.
+    for i in range(count):
+        out[i] = _UNKNOWN_LABEL
+        high = keys[2 * i]
+        low = keys[2 * i + 1]
+        valid = status[i] == _STATUS_OK
+        mapped = (high == 0) & ((low >> 32) == _MAPPED_TAG)
+        keys_v4[n_v4] = <uint32_t>low
+        where_v4[n_v4] = <uint16_t>i
+        n_v4 += valid & mapped
+        keys_v6[2 * n_v6] = high
+        keys_v6[2 * n_v6 + 1] = low
+        where_v6[n_v6] = <uint16_t>i
+        n_v6 += valid & (not mapped)
+    _find_many_v4(&answerer.v4, keys_v4, rows_v4, n_v4)
+    _find_many_v6(&answerer.v6, keys_v6, rows_v6, n_v6)
+
+    # IPv4: the /16's flag, then the mixed ones searched together (few /16s are mixed).
+    n_mixed = 0
+    for i in range(n_v4):
+        flag = answerer.prefixes_v4[keys_v4[i] >> 16]
+        flags[i] = flag
+        mixed[n_mixed] = <uint16_t>i
+        n_mixed += flag > 1
+    for i in range(n_mixed):
+        mixed_v4[i] = keys_v4[mixed[i]]
+    _find_many_v4(&answerer.reserved_v4, mixed_v4, mixed_rows, n_mixed)
+    for i in range(n_mixed):
+        flags[mixed[i]] = answerer.flags_v4[mixed_rows[i]] != 0
+    for i in range(n_v4):
+        out[where_v4[i]] = _settle(answerer.labels_v4[rows_v4[i]], flags[i],
+                                   &status[where_v4[i]])
+
+    # IPv6: the same, by the top 16 bits of the key.
+    n_mixed = 0
+    for i in range(n_v6):
+        flag = answerer.prefixes_v6[keys_v6[2 * i] >> 48]
+        flags[i] = flag
+        mixed[n_mixed] = <uint16_t>i
+        n_mixed += flag > 1
+    for i in range(n_mixed):
+        mixed_v6[2 * i] = keys_v6[2 * mixed[i]]
+        mixed_v6[2 * i + 1] = keys_v6[2 * mixed[i] + 1]
+    _find_many_v6(&answerer.reserved_v6, mixed_v6, mixed_rows, n_mixed)
+    for i in range(n_mixed):
+        flags[mixed[i]] = answerer.flags_v6[mixed_rows[i]] != 0
+    for i in range(n_v6):
+        out[where_v6[i]] = _settle(answerer.labels_v6[rows_v6[i]], flags[i],
+                                   &status[where_v6[i]])
 
 
 cdef _TableV4 _table_v4(const uint32_t[::1] starts, const uint32_t[::1] jump) except *:

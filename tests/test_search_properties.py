@@ -263,3 +263,216 @@ def test_c_matches_twin_lookup_many(
 ) -> None:
     assert _search_c is not None
     assert _lookup(_search_c, case) == _lookup(_search_py, case)
+
+
+# --- answer_many and its relatives: reserved marking by /16 flags, names out ---------------
+
+_Answer = tuple[list[int], list[int]]
+# A reserved table's starts, its 0/1 flag per segment, and its flag per /16.
+_Side = tuple[list[int], list[int], npt.NDArray[np.uint8]]
+# The data's IPv4 starts and labels, its IPv6 ones, and the reserved side of each family.
+_Tables = tuple[list[int], list[int], list[int], list[int], _Side, _Side]
+
+
+@st.composite
+def _reserved_side(draw: st.DrawFn, top: int, keys: list[int], shift: int) -> _Side:
+    """A reserved table (starts, a 0/1 flag per segment) and its /16 flags.
+
+    The /16 flags are drawn per /16 the keys fall in (0 none, 1 all, 2 or above: search),
+    not derived from the table: the core must follow them as given.
+    """
+    starts = draw(_tables(top))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    flags = [rng.randrange(2) for _ in starts]
+    prefixes = np.zeros(1 << 16, dtype=np.uint8)
+    for key in keys:
+        prefixes[key >> shift] = rng.choice([0, 0, 1, 2, 2, 2, 255])
+    return starts, flags, prefixes
+
+
+@st.composite
+def _answer_cases(draw: st.DrawFn) -> tuple[_Tables, list[int], list[int]]:
+    """Draw the answer tables (data and reserved, both families) and a batch of keys."""
+    starts_v4, labels_v4, starts_v6, labels_v6, keys, status = draw(_lookup_cases())
+    v4_keys = [key & IPV4_MAX for key in keys if key >> 32 == IPV4_MAPPED_PREFIX >> 32]
+    v6_keys = [key for key in keys if key >> 32 != IPV4_MAPPED_PREFIX >> 32]
+    reserved_v4 = draw(_reserved_side(IPV4_MAX, v4_keys, 16))
+    reserved_v6 = draw(_reserved_side(IPV6_MAX, v6_keys, 112))
+    tables: _Tables = (starts_v4, labels_v4, starts_v6, labels_v6, reserved_v4, reserved_v6)
+    return tables, keys, status
+
+
+def _answer_arrays(core: ModuleType, tables: _Tables) -> list[npt.NDArray[np.generic]]:
+    starts_v4, labels_v4, starts_v6, labels_v6, reserved_v4, reserved_v6 = tables
+    v4 = np.array(starts_v4, dtype=np.uint32)
+    v6 = _v6(starts_v6)
+    r4_starts, r4_flags, r4_prefixes = reserved_v4
+    r6_starts, r6_flags, r6_prefixes = reserved_v6
+    r4 = np.array(r4_starts, dtype=np.uint32)
+    r6 = _v6(r6_starts)
+    return [
+        v4,
+        core.jump_table_v4(v4),
+        np.array(labels_v4, dtype=np.uint16),
+        v6,
+        core.jump_table_v6(v6),
+        np.array(labels_v6, dtype=np.uint16),
+        r4,
+        core.jump_table_v4(r4),
+        np.array(r4_flags, dtype=np.uint8),
+        r4_prefixes,
+        r6,
+        core.jump_table_v6(r6),
+        np.array(r6_flags, dtype=np.uint8),
+        r6_prefixes,
+    ]
+
+
+def _answer(core: ModuleType, case: tuple[_Tables, list[int], list[int]]) -> _Answer:
+    tables, keys, status = case
+    status_array = np.array(status, dtype=np.uint8)
+    out = np.full(len(keys), 0xFFFF, dtype=np.uint16)
+    core.answer_many(*_answer_arrays(core, tables), _v6(keys), status_array, out)
+    return out.tolist(), status_array.tolist()
+
+
+def _reserved_model(side: _Side, key: int, shift: int) -> int:
+    starts, flags, prefixes = side
+    flag = int(prefixes[key >> shift])
+    if flag > 1:
+        return int(flags[_model(starts, key)] != 0)
+    return flag
+
+
+def _answer_model(case: tuple[_Tables, list[int], list[int]]) -> _Answer:
+    tables, keys, status = case
+    starts_v4, labels_v4, starts_v6, labels_v6, reserved_v4, reserved_v6 = tables
+    labels, statuses = _lookup_model((starts_v4, labels_v4, starts_v6, labels_v6, keys, status))
+    for i, key in enumerate(keys):
+        if statuses[i] == Status.INVALID_ADDRESS:
+            continue
+        if key >> 32 == IPV4_MAPPED_PREFIX >> 32:
+            flag = _reserved_model(reserved_v4, key & IPV4_MAX, 16)
+        else:
+            flag = _reserved_model(reserved_v6, key, 112)
+        if flag:
+            labels[i], statuses[i] = 0, Status.RESERVED
+    return labels, statuses
+
+
+@given(_answer_cases())
+def test_twin_answer_many_matches_model(
+    case: tuple[_Tables, list[int], list[int]],
+) -> None:
+    assert _answer(_search_py, case) == _answer_model(case)
+
+
+@_needs_c
+@given(_answer_cases())
+def test_c_matches_twin_answer_many(case: tuple[_Tables, list[int], list[int]]) -> None:
+    assert _search_c is not None
+    assert _answer(_search_c, case) == _answer(_search_py, case)
+
+
+def _answer_v4(core: ModuleType, case: tuple[_Tables, list[int], list[int]]) -> _Answer:
+    """answer_many_v4 on the case's IPv4 keys (its mapped keys, as uint32)."""
+    tables, keys, _ = case
+    arrays = _answer_arrays(core, tables)
+    v4_keys = np.array(
+        [key & IPV4_MAX for key in keys if key >> 32 == IPV4_MAPPED_PREFIX >> 32], dtype=np.uint32
+    )
+    out = np.full(v4_keys.shape[0], 0xFFFF, dtype=np.uint16)
+    status = np.zeros(v4_keys.shape[0], dtype=np.uint8)
+    core.answer_many_v4(*arrays[:3], *arrays[6:10], v4_keys, out, status)
+    return out.tolist(), status.tolist()
+
+
+def _v4_only(case: tuple[_Tables, list[int], list[int]]) -> _Answer:
+    tables, keys, _ = case
+    mapped = [key for key in keys if key >> 32 == IPV4_MAPPED_PREFIX >> 32]
+    return _answer_model((tables, mapped, [Status.OK] * len(mapped)))
+
+
+@given(_answer_cases())
+def test_twin_answer_many_v4_matches_model(
+    case: tuple[_Tables, list[int], list[int]],
+) -> None:
+    assert _answer_v4(_search_py, case) == _v4_only(case)
+
+
+@_needs_c
+@given(_answer_cases())
+def test_c_matches_twin_answer_many_v4(
+    case: tuple[_Tables, list[int], list[int]],
+) -> None:
+    assert _search_c is not None
+    assert _answer_v4(_search_c, case) == _answer_v4(_search_py, case)
+
+
+def _packed_v6(core: ModuleType, case: tuple[_Tables, list[int], list[int]], seed: int) -> _Answer:
+    tables, keys, _ = case
+    codes = np.random.default_rng(seed).permutation(1 << 16).astype(np.uint16)
+    out = np.zeros(len(keys), dtype=np.uint16)
+    status = np.zeros(len(keys), dtype=np.uint8)
+    packed = b"".join(key.to_bytes(16, "big") for key in keys)
+    core.answer_packed_v6(*_answer_arrays(core, tables), codes, packed, out, status)
+    return out.tolist(), status.tolist()
+
+
+@given(_answer_cases(), st.integers(0, 2**32))
+def test_twin_answer_packed_v6_matches_model(
+    case: tuple[_Tables, list[int], list[int]], seed: int
+) -> None:
+    tables, keys, _ = case
+    labels, status = _answer_model((tables, keys, [Status.OK] * len(keys)))
+    codes = np.random.default_rng(seed).permutation(1 << 16).astype(np.uint16)
+    assert _packed_v6(_search_py, case, seed) == (codes[labels].tolist(), status)
+
+
+@_needs_c
+@given(_answer_cases(), st.integers(0, 2**32))
+def test_c_matches_twin_answer_packed_v6(
+    case: tuple[_Tables, list[int], list[int]], seed: int
+) -> None:
+    assert _search_c is not None
+    assert _packed_v6(_search_c, case, seed) == _packed_v6(_search_py, case, seed)
+
+
+def _gather(core: ModuleType, names: tuple[object, ...], labels: list[int]) -> object:
+    """The names, or the error's type and message."""
+    try:
+        result: object = core.gather_names(names, np.array(labels, dtype=np.uint16))
+    except ValueError as exc:
+        return ValueError, str(exc)
+    return result
+
+
+@st.composite
+def _gather_cases(draw: st.DrawFn) -> tuple[tuple[object, ...], list[int]]:
+    size = draw(st.sampled_from([0, 1, 3, 256, 1 << 16]))
+    names = tuple(f"n{i}" for i in range(size))
+    top = min(draw(st.sampled_from([max(size - 1, 0), size, 0xFFFF])), 0xFFFF)
+    labels = draw(st.lists(st.integers(0, top), max_size=700))
+    return names, labels
+
+
+@given(_gather_cases())
+@example(((), []))
+@example(((None,), [0] * 600 + [1]))
+def test_twin_gather_names_matches_model(case: tuple[tuple[object, ...], list[int]]) -> None:
+    names, labels = case
+    beyond = [label for label in labels if label >= len(names)]
+    if beyond:
+        message = f"label {beyond[0]} has no name: there are {len(names)} names"
+        assert _gather(_search_py, names, labels) == (ValueError, message)
+    else:
+        assert _gather(_search_py, names, labels) == [names[label] for label in labels]
+
+
+@_needs_c
+@given(_gather_cases())
+@example(((None,), [0] * 600 + [1]))
+def test_c_matches_twin_gather_names(case: tuple[tuple[object, ...], list[int]]) -> None:
+    assert _search_c is not None
+    names, labels = case
+    assert _gather(_search_c, names, labels) == _gather(_search_py, names, labels)

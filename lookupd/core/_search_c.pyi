@@ -15,8 +15,12 @@ with the same answers and errors. Like every function here they take any buffer 
 layout, and a ``memoryview`` of an array (``array.data``) costs them less than the array.
 """
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
+
+_Name = TypeVar("_Name")
 
 JUMP_BITS_V4: int
 JUMP_BITS_V6: int
@@ -65,3 +69,55 @@ def answer_packed_v4(
     out_codes: npt.NDArray[np.uint16],
     out_status: npt.NDArray[np.uint8],
 ) -> None: ...
+def answer_many(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    reserved_v4_starts: npt.NDArray[np.uint32],
+    reserved_v4_jump: npt.NDArray[np.uint32],
+    reserved_v4_flags: npt.NDArray[np.uint8],
+    reserved_v4_prefixes: npt.NDArray[np.uint8],
+    reserved_v6_starts: npt.NDArray[np.uint64],
+    reserved_v6_jump: npt.NDArray[np.uint32],
+    reserved_v6_flags: npt.NDArray[np.uint8],
+    reserved_v6_prefixes: npt.NDArray[np.uint8],
+    keys: npt.NDArray[np.uint64],
+    status: npt.NDArray[np.uint8],
+    out: npt.NDArray[np.uint16],
+) -> None: ...
+def answer_many_v4(
+    starts: npt.NDArray[np.uint32],
+    jump: npt.NDArray[np.uint32],
+    labels: npt.NDArray[np.uint16],
+    reserved_starts: npt.NDArray[np.uint32],
+    reserved_jump: npt.NDArray[np.uint32],
+    reserved_flags: npt.NDArray[np.uint8],
+    reserved_prefixes: npt.NDArray[np.uint8],
+    keys: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None: ...
+def answer_packed_v6(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    reserved_v4_starts: npt.NDArray[np.uint32],
+    reserved_v4_jump: npt.NDArray[np.uint32],
+    reserved_v4_flags: npt.NDArray[np.uint8],
+    reserved_v4_prefixes: npt.NDArray[np.uint8],
+    reserved_v6_starts: npt.NDArray[np.uint64],
+    reserved_v6_jump: npt.NDArray[np.uint32],
+    reserved_v6_flags: npt.NDArray[np.uint8],
+    reserved_v6_prefixes: npt.NDArray[np.uint8],
+    codes: npt.NDArray[np.uint16],
+    packed: bytes | memoryview | npt.NDArray[np.uint8],
+    out_codes: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None: ...
+def gather_names(names: tuple[_Name, ...], labels: npt.NDArray[np.uint16]) -> list[_Name]: ...

@@ -13,7 +13,7 @@ Starts strictly increase and ``starts[0] == 0``: segment ``i`` covers
 
 import bisect
 import operator
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,8 @@ JUMP_BITS_V4 = 16
 JUMP_BITS_V6 = 16
 
 _Family = Literal["IPv4", "IPv6"]
+# What a names tuple holds: country codes or subdivisions, None for "none".
+_Name = TypeVar("_Name")
 
 _U64_MAX = (1 << 64) - 1
 # 2**31 - 1: indices are returned in int32 arrays.
@@ -291,15 +293,320 @@ def _check_answer_v4(
     _check_lengths(starts=starts, labels=labels)
     _check_lengths(reserved_starts=reserved_starts, reserved_flags=reserved_flags)
     _check_lengths(addresses=packed_bytes // 4, out_codes=out_codes, out_status=out_status)
-    if reserved_prefixes < _LABEL_CODES:
-        msg = (
-            f"reserved_prefixes needs {_LABEL_CODES:,} entries (one per /16), "
-            f"not {reserved_prefixes:,}"
-        )
+    _check_prefixes("reserved_prefixes", reserved_prefixes)
+    _check_codes(codes)
+
+
+def answer_many(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    reserved_v4_starts: npt.NDArray[np.uint32],
+    reserved_v4_jump: npt.NDArray[np.uint32],
+    reserved_v4_flags: npt.NDArray[np.uint8],
+    reserved_v4_prefixes: npt.NDArray[np.uint8],
+    reserved_v6_starts: npt.NDArray[np.uint64],
+    reserved_v6_jump: npt.NDArray[np.uint32],
+    reserved_v6_flags: npt.NDArray[np.uint8],
+    reserved_v6_prefixes: npt.NDArray[np.uint8],
+    keys: npt.NDArray[np.uint64],
+    status: npt.NDArray[np.uint8],
+    out: npt.NDArray[np.uint16],
+) -> None:
+    """As :func:`lookup_many`, and mark reserved keys in the same pass.
+
+    A valid key that is reserved gets label 0 and ``RESERVED``: IPv4-mapped keys by the
+    IPv4 reserved table, others by the IPv6 one. Per family, ``reserved_*_prefixes[p]``
+    for the key's top 16 bits ``p`` (of the IPv4 address, or of the 128-bit key) says 0
+    (none of the /16 is reserved), 1 (all of it) or 2 (some: then ``reserved_*_flags`` of
+    the key's segment of the reserved table decides). All-zero prefixes mark nothing.
+
+    Raises:
+        ValueError: if an array has the wrong dtype, shape or layout, an output is read-only,
+            a table's labels or flags are not one per segment, prefixes have fewer than
+            65,536 entries, or the lengths of keys and outputs disagree.
+    """
+    _check_answerer(
+        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
+        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
+        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
+    )  # fmt: skip
+    _check_array("keys", keys, np.uint64, 2)
+    _check_array("status", status, np.uint8, 1, writable=True)
+    _check_array("out", out, np.uint16, 1, writable=True)
+    _check_rows("keys", keys.shape)
+    _check_lengths(keys=keys.shape[0], status=status.shape[0], out=out.shape[0])
+    lookup_many(v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels, keys, status, out)
+    valid = status != Status.INVALID_ADDRESS
+    mapped = (keys[:, 0] == 0) & ((keys[:, 1] >> np.uint64(32)) == IPV4_MAPPED_PREFIX >> 32)
+    flags = np.zeros(keys.shape[0], dtype=np.uint8)
+    in_v4 = valid & mapped
+    in_v6 = valid & ~mapped
+    flags[in_v4] = _reserved_v4(
+        (keys[in_v4, 1] & np.uint64(IPV4_MAX)).astype(np.uint32),
+        reserved_v4_starts,
+        reserved_v4_flags,
+        reserved_v4_prefixes,
+    )
+    rows = np.ascontiguousarray(keys[in_v6])
+    prefix_flags = reserved_v6_prefixes[(rows[:, 0] >> np.uint64(48)).astype(np.intp)]
+    mixed = prefix_flags > 1
+    segments = _search_v6(reserved_v6_starts, rows[mixed])
+    prefix_flags[mixed] = reserved_v6_flags[segments] != 0
+    flags[in_v6] = prefix_flags
+    _mark(flags, status, out)
+
+
+def answer_many_v4(
+    starts: npt.NDArray[np.uint32],
+    jump: npt.NDArray[np.uint32],
+    labels: npt.NDArray[np.uint16],
+    reserved_starts: npt.NDArray[np.uint32],
+    reserved_jump: npt.NDArray[np.uint32],
+    reserved_flags: npt.NDArray[np.uint8],
+    reserved_prefixes: npt.NDArray[np.uint8],
+    keys: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None:
+    """Label IPv4 keys (``uint32``) and set their status, reserved ones marked, in one pass.
+
+    As :func:`answer_packed_v4`, with native ``uint32`` keys in and labels (not country
+    codes) out: ``out`` gets the label, 0 where reserved, and ``out_status`` ``OK``,
+    ``NOT_FOUND`` or ``RESERVED``.
+
+    Raises:
+        ValueError: as :func:`answer_packed_v4`, and for outputs of another length than
+            ``keys``.
+    """
+    _check_table_v4(starts, jump)
+    _check_table_v4(reserved_starts, reserved_jump)
+    for name, array, dtype in (
+        ("labels", labels, np.uint16),
+        ("reserved_flags", reserved_flags, np.uint8),
+        ("reserved_prefixes", reserved_prefixes, np.uint8),
+        ("keys", keys, np.uint32),
+    ):
+        _check_array(name, array, dtype, 1)
+    _check_array("out", out, np.uint16, 1, writable=True)
+    _check_array("out_status", out_status, np.uint8, 1, writable=True)
+    _check_reserved_v4(
+        starts.shape[0],
+        labels.shape[0],
+        reserved_starts.shape[0],
+        reserved_flags.shape[0],
+        reserved_prefixes.shape[0],
+    )
+    _check_lengths(keys=keys.shape[0], out=out.shape[0], out_status=out_status.shape[0])
+    found = labels[np.searchsorted(starts, keys, side="right") - 1]
+    status = np.where(found == UNKNOWN_LABEL, Status.NOT_FOUND, Status.OK).astype(np.uint8)
+    flags = _reserved_v4(keys, reserved_starts, reserved_flags, reserved_prefixes)
+    _mark(flags, status, found)
+    out[:] = found
+    out_status[:] = status
+
+
+def answer_packed_v6(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    reserved_v4_starts: npt.NDArray[np.uint32],
+    reserved_v4_jump: npt.NDArray[np.uint32],
+    reserved_v4_flags: npt.NDArray[np.uint8],
+    reserved_v4_prefixes: npt.NDArray[np.uint8],
+    reserved_v6_starts: npt.NDArray[np.uint64],
+    reserved_v6_jump: npt.NDArray[np.uint32],
+    reserved_v6_flags: npt.NDArray[np.uint8],
+    reserved_v6_prefixes: npt.NDArray[np.uint8],
+    codes: npt.NDArray[np.uint16],
+    packed: bytes | memoryview | npt.NDArray[np.uint8],
+    out_codes: npt.NDArray[np.uint16],
+    out_status: npt.NDArray[np.uint8],
+) -> None:
+    """Answer packed IPv6 addresses (16 bytes each, network order) in one pass.
+
+    Per address, as :func:`answer_many` answers its key (IPv4-mapped ones from the IPv4
+    tables): ``out_codes`` gets ``codes[label]`` and ``out_status`` its status number,
+    the packed answer's byte.
+
+    Raises:
+        ValueError: as :func:`answer_many`, and for ``packed`` not a multiple of 16 bytes,
+            ``codes`` with fewer than 65,536 entries, or outputs of another length than the
+            addresses.
+    """
+    tables = (
+        v4_starts, v4_jump, v4_labels, v6_starts, v6_jump, v6_labels,
+        reserved_v4_starts, reserved_v4_jump, reserved_v4_flags, reserved_v4_prefixes,
+        reserved_v6_starts, reserved_v6_jump, reserved_v6_flags, reserved_v6_prefixes,
+    )  # fmt: skip
+    _check_answerer(*tables)
+    _check_array("codes", codes, np.uint16, 1)
+    _check_array("out_codes", out_codes, np.uint16, 1, writable=True)
+    _check_array("out_status", out_status, np.uint8, 1, writable=True)
+    data = np.frombuffer(packed, dtype=np.uint8)
+    _check_answer_v6(codes.shape[0], data.shape[0], out_codes.shape[0], out_status.shape[0])
+    keys = data.view(">u8").astype(np.uint64).reshape(-1, 2)
+    status = np.full(keys.shape[0], Status.OK, dtype=np.uint8)
+    labels = np.empty(keys.shape[0], dtype=np.uint16)
+    answer_many(*tables, keys, status, labels)
+    out_codes[:] = codes[labels]
+    out_status[:] = status
+
+
+def gather_names(names: tuple[_Name, ...], labels: npt.NDArray[np.uint16]) -> list[_Name]:
+    """Return the list of ``names[label]`` for each label: new references, no copies.
+
+    ``names`` is a tuple (``Database`` keeps one of interned country codes, ``None`` at 0),
+    so a batch's list holds the same few objects many times over.
+
+    Raises:
+        TypeError: if ``names`` is not a tuple.
+        ValueError: if ``labels`` is not a 1-D ``uint16`` array, or a label is not below
+            ``len(names)`` (the message names the first such label).
+    """
+    _check_label_names(names)
+    _check_array("labels", labels, np.uint16, 1)
+    beyond = np.flatnonzero(labels >= len(names))
+    if beyond.shape[0]:
+        _check_label_names(names, int(labels[beyond[0]]))
+    return list(map(names.__getitem__, labels.tolist()))
+
+
+def _reserved_v4(
+    keys: npt.NDArray[np.uint32],
+    reserved_starts: npt.NDArray[np.uint32],
+    reserved_flags: npt.NDArray[np.uint8],
+    reserved_prefixes: npt.NDArray[np.uint8],
+) -> npt.NDArray[np.uint8]:
+    """Return 1 for each reserved IPv4 key, 0 for the others: its /16's flag, or a search."""
+    flags: npt.NDArray[np.uint8] = reserved_prefixes[keys >> 16]  # a copy: written below
+    mixed = flags > 1
+    segments = np.searchsorted(reserved_starts, keys[mixed], side="right") - 1
+    flags[mixed] = reserved_flags[segments] != 0
+    return flags
+
+
+def _mark(
+    flags: npt.NDArray[np.uint8], status: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint16]
+) -> None:
+    """Give the items flagged 1 ``RESERVED`` and label 0, in place (0 for invalid items)."""
+    reserved = flags.astype(bool)
+    status[reserved] = Status.RESERVED
+    labels[reserved] = UNKNOWN_LABEL
+
+
+def _check_answerer(
+    v4_starts: npt.NDArray[np.uint32],
+    v4_jump: npt.NDArray[np.uint32],
+    v4_labels: npt.NDArray[np.uint16],
+    v6_starts: npt.NDArray[np.uint64],
+    v6_jump: npt.NDArray[np.uint32],
+    v6_labels: npt.NDArray[np.uint16],
+    reserved_v4_starts: npt.NDArray[np.uint32],
+    reserved_v4_jump: npt.NDArray[np.uint32],
+    reserved_v4_flags: npt.NDArray[np.uint8],
+    reserved_v4_prefixes: npt.NDArray[np.uint8],
+    reserved_v6_starts: npt.NDArray[np.uint64],
+    reserved_v6_jump: npt.NDArray[np.uint32],
+    reserved_v6_flags: npt.NDArray[np.uint8],
+    reserved_v6_prefixes: npt.NDArray[np.uint8],
+) -> None:
+    """Check the tables the answer_* functions share, as the compiled core does."""
+    for name, array, dtype in (
+        ("v4_labels", v4_labels, np.uint16),
+        ("v6_labels", v6_labels, np.uint16),
+        ("reserved_v4_flags", reserved_v4_flags, np.uint8),
+        ("reserved_v4_prefixes", reserved_v4_prefixes, np.uint8),
+        ("reserved_v6_flags", reserved_v6_flags, np.uint8),
+        ("reserved_v6_prefixes", reserved_v6_prefixes, np.uint8),
+    ):
+        _check_array(name, array, dtype, 1)
+    _check_table_v4(v4_starts, v4_jump)
+    _check_table_v6(v6_starts, v6_jump)
+    _check_table_v4(reserved_v4_starts, reserved_v4_jump)
+    _check_table_v6(reserved_v6_starts, reserved_v6_jump)
+    _check_answer_tables(
+        v4_starts.shape[0],
+        v4_labels.shape[0],
+        v6_starts.shape[0],
+        v6_labels.shape[0],
+        reserved_v4_starts.shape[0],
+        reserved_v4_flags.shape[0],
+        reserved_v4_prefixes.shape[0],
+        reserved_v6_starts.shape[0],
+        reserved_v6_flags.shape[0],
+        reserved_v6_prefixes.shape[0],
+    )
+
+
+def _check_answer_tables(
+    v4_starts: int,
+    v4_labels: int,
+    v6_starts: int,
+    v6_labels: int,
+    reserved_v4_starts: int,
+    reserved_v4_flags: int,
+    reserved_v4_prefixes: int,
+    reserved_v6_starts: int,
+    reserved_v6_flags: int,
+    reserved_v6_prefixes: int,
+) -> None:
+    """The answer_* functions' checks beyond the tables' own, on lengths only (the compiled
+    core calls these too, so both cores refuse alike)."""
+    _check_lengths(v4_starts=v4_starts, v4_labels=v4_labels)
+    _check_lengths(v6_starts=v6_starts, v6_labels=v6_labels)
+    _check_lengths(reserved_v4_starts=reserved_v4_starts, reserved_v4_flags=reserved_v4_flags)
+    _check_lengths(reserved_v6_starts=reserved_v6_starts, reserved_v6_flags=reserved_v6_flags)
+    _check_prefixes("reserved_v4_prefixes", reserved_v4_prefixes)
+    _check_prefixes("reserved_v6_prefixes", reserved_v6_prefixes)
+
+
+def _check_reserved_v4(
+    starts: int, labels: int, reserved_starts: int, reserved_flags: int, reserved_prefixes: int
+) -> None:
+    """Check the lengths of an IPv4 table's labels and of the reserved arrays."""
+    _check_lengths(starts=starts, labels=labels)
+    _check_lengths(reserved_starts=reserved_starts, reserved_flags=reserved_flags)
+    _check_prefixes("reserved_prefixes", reserved_prefixes)
+
+
+def _check_prefixes(name: str, length: int) -> None:
+    """Check that a table of /16 flags has one entry per /16."""
+    if length < _LABEL_CODES:
+        msg = f"{name} needs {_LABEL_CODES:,} entries (one per /16), not {length:,}"
         raise ValueError(msg)
+
+
+def _check_codes(length: int) -> None:
+    """Check that a code table has a code for every uint16 label."""
     # Every uint16 label has a code, so no label can index past the table.
-    if codes < _LABEL_CODES:
-        msg = f"codes needs {_LABEL_CODES:,} entries (one per uint16 label), not {codes:,}"
+    if length < _LABEL_CODES:
+        msg = f"codes needs {_LABEL_CODES:,} entries (one per uint16 label), not {length:,}"
+        raise ValueError(msg)
+
+
+def _check_answer_v6(codes: int, packed_bytes: int, out_codes: int, out_status: int) -> None:
+    """answer_packed_v6's checks beyond answer_many's, on lengths only."""
+    if packed_bytes % 16:
+        msg = f"packed IPv6 input of {packed_bytes} bytes is not a multiple of 16"
+        raise ValueError(msg)
+    _check_lengths(addresses=packed_bytes // 16, out_codes=out_codes, out_status=out_status)
+    _check_codes(codes)
+
+
+def _check_label_names(names: object, label: int | None = None) -> None:
+    """Check that ``names`` is a tuple; with ``label``, raise for that label without a name."""
+    if not isinstance(names, tuple):
+        msg = f"names must be a tuple, not {type(names).__name__}"
+        raise TypeError(msg)
+    if label is not None:
+        msg = f"label {label} has no name: there are {len(names)} names"
         raise ValueError(msg)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,8 +56,8 @@ class Database:
     """
 
     __slots__ = (
+        "_answer_tables",
         "_codes",
-        "_countries",
         "_find_reserved_v4",
         "_find_reserved_v6",
         "_find_v4",
@@ -102,13 +103,21 @@ class Database:
         self.label_names: tuple[str, ...] = tuple(label_names)
         self.info = info or DataInfo(source="<memory>")
         split = [split_label(name) for name in self.label_names[1:]]
-        self._countries = np.array([None, *(country for country, _ in split)], dtype=object)
-        self._subdivisions = np.array([None, *(sub for _, sub in split)], dtype=object)
+        # Per label, its country code and subdivision (None at label 0 and where none), as
+        # tuples of interned strs: the search core builds the lists countries() returns
+        # from these, each item a new reference to one of the few objects.
+        self._codes: tuple[str | None, ...] = (
+            None,
+            *(sys.intern(country) for country, _ in split),
+        )
+        self._subdivisions: tuple[str | None, ...] = (
+            None,
+            *(None if sub is None else sys.intern(sub) for _, sub in split),
+        )
         # lookup_one's state, built once as plain Python objects (no copy of any array):
         # its per-call cost was mostly attribute chains, numpy scalars and argument checks.
         # The labels are read through memoryviews, whose items are Python ints (indexing
         # the array would give a numpy scalar, and int() of it is one more call).
-        self._codes: tuple[str | None, ...] = tuple(self._countries.tolist())
         self._find_v4 = bind_search(_search.find_index_v4, v4.starts, v4.jump)
         self._find_v6 = bind_search(_search.find_index_v6, v6.starts, v6.jump)
         self._labels_v4 = v4.labels.data  # ndarray.data: a memoryview of the array
@@ -127,11 +136,19 @@ class Database:
         no_prefixes = bytes(1 << 16)
         self._reserved_prefixes_v4 = reserved.PREFIX_FLAGS_V4 if mark_reserved else no_prefixes
         self._reserved_prefixes_v6 = reserved.PREFIX_FLAGS_V6 if mark_reserved else no_prefixes
+        self._answer_tables = _answer_tables(v4, v6, mark_reserved=mark_reserved)
+
+    @property
+    def answer_tables(self) -> AnswerTables:
+        """The arrays the search core's ``answer_many`` and ``answer_packed_v6`` take before
+        their batch, in order: the data's tables and the reserved ones (with all-zero /16
+        flags when not marking reserved addresses)."""
+        return self._answer_tables
 
     @property
     def has_subdivisions(self) -> bool:
         """Whether any label carries an ISO 3166-2 subdivision (city-level data)."""
-        return any(sub is not None for sub in self._subdivisions.tolist())
+        return any(sub is not None for sub in self._subdivisions)
 
     def __reduce__(self) -> tuple[Callable[..., Database], tuple[Any, ...]]:
         # Pickle what the constructor takes: lookup_one's bound searches and memoryviews
@@ -278,30 +295,14 @@ class Database:
         self, keys: npt.NDArray[np.uint64], status: npt.NDArray[np.uint8]
     ) -> LookupResult:
         labels = np.empty(status.shape[0], dtype=np.uint16)
-        _search.lookup_many(
-            self.v4.starts,  # type: ignore[arg-type]
-            self.v4.jump,
-            self.v4.labels,
-            self.v6.starts,  # type: ignore[arg-type]
-            self.v6.jump,
-            self.v6.labels,
-            keys,
-            status,
-            labels,
-        )
-        if self.mark_reserved:
-            # One more search pass, over the small reserved table of 128-bit keys. An
-            # invalid item's key is (0, 0), '::', which is reserved: the status's low bit is
-            # 1 for OK (1) and NOT_FOUND (3) but 0 for INVALID_ADDRESS (2), so those keep
-            # their status.
-            flags = reserved.reserved_flags(keys)
-            np.bitwise_and(flags, status, out=flags, casting="unsafe")
-            _mark_reserved(flags, status, labels)
+        # Labels, and reserved addresses marked, in the one pass (invalid items keep their
+        # status).
+        _search.answer_many(*self._answer_tables, keys, status, labels)
         return LookupResult(
             labels,
             code_array(status, Status),
             self.label_names,
-            self._countries,
+            self._codes,
             self._subdivisions,
             _keys=keys,
         )
@@ -310,18 +311,21 @@ class Database:
         if ips.dtype.kind == "u" and ips.dtype.itemsize == 4 and ips.ndim == 1:
             # Any byte order; native contiguous arrays pass through without a copy.
             keys = np.ascontiguousarray(ips, dtype=np.uint32)
-            index = np.empty(keys.shape[0], dtype=np.int32)
-            _search.find_many_v4(self.v4.starts, self.v4.jump, keys, index)  # type: ignore[arg-type]
-            labels = self.v4.labels[index]
-            status = _found_status(labels)
-            if self.mark_reserved:
-                _search.find_many_v4(reserved.TABLE_V4.starts, reserved.TABLE_V4.jump, keys, index)  # type: ignore[arg-type]
-                _mark_reserved(reserved.SEGMENT_FLAGS_V4[index], status, labels)
+            labels = np.empty(keys.shape[0], dtype=np.uint16)
+            status = np.empty(keys.shape[0], dtype=np.uint8)
+            # One pass: search, label, and the reserved check by the /16's flag (a search
+            # of the reserved table only for the few /16s partly reserved).
+            starts, jump, by_row, _, _, _, r_starts, r_jump, r_flags, r_prefixes, *_ = (
+                self._answer_tables
+            )
+            _search.answer_many_v4(
+                starts, jump, by_row, r_starts, r_jump, r_flags, r_prefixes, keys, labels, status
+            )
             return LookupResult(
                 labels,
                 code_array(status, Status),
                 self.label_names,
-                self._countries,
+                self._codes,
                 self._subdivisions,
                 _ipv4=keys,
             )
@@ -358,23 +362,6 @@ def _rebuild(
 ) -> Database:
     """Unpickle a Database (``__reduce__``)."""
     return Database(v4, v6, label_names, info, mark_reserved=mark_reserved)
-
-
-def _mark_reserved(
-    flags: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
-    status: npt.NDArray[np.uint8],
-    labels: npt.NDArray[np.uint16],
-) -> None:
-    """Give the items flagged 1 ``Status.RESERVED`` and label 0, in place.
-
-    ``flags`` is 0 or 1 per item, and 0 for invalid items (the reserved pass skips them), so
-    their status stays. Arithmetic rather than masked stores: on a scattered mask, those
-    mispredict a branch per item, where the arithmetic runs straight through (measured:
-    see bench/README.md, "Figures behind design choices in the code").
-    """
-    # RESERVED is the highest status: the larger of OK or NOT_FOUND and flag * RESERVED.
-    np.maximum(status, flags * np.uint8(Status.RESERVED), out=status, casting="unsafe")
-    np.multiply(labels, flags ^ 1, out=labels, casting="unsafe")
 
 
 def bind_search(
@@ -418,10 +405,40 @@ def _all_ok(count: int) -> npt.NDArray[np.uint8]:
     return np.full(count, Status.OK, dtype=np.uint8)
 
 
-def _found_status(labels: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """Return ``NOT_FOUND`` where a label is 0 and ``OK`` elsewhere, without a branch."""
-    status: npt.NDArray[np.uint8] = (labels == 0).view(np.uint8) * np.uint8(
-        Status.NOT_FOUND - Status.OK
+AnswerTables = tuple[
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint8],
+]
+"""The leading arguments of the search core's answer_* functions (``Database.answer_tables``)."""
+
+
+def _answer_tables(v4: RangeTable, v6: RangeTable, *, mark_reserved: bool) -> AnswerTables:
+    """The arrays of :attr:`Database.answer_tables`, in the search core's order."""
+    return (
+        v4.starts,  # type: ignore[return-value]
+        v4.jump,
+        v4.labels,
+        v6.starts,
+        v6.jump,
+        v6.labels,
+        reserved.TABLE_V4.starts,
+        reserved.TABLE_V4.jump,
+        reserved.SEGMENT_FLAGS_V4,
+        reserved.PREFIXES_V4 if mark_reserved else reserved.NO_PREFIXES,
+        reserved.TABLE_V6.starts,
+        reserved.TABLE_V6.jump,
+        reserved.SEGMENT_FLAGS_V6,
+        reserved.PREFIXES_V6 if mark_reserved else reserved.NO_PREFIXES,
     )
-    status += np.uint8(Status.OK)
-    return status

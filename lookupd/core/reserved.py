@@ -216,8 +216,10 @@ _STARTS_V6: npt.NDArray[np.uint64] = TABLE_V6.starts  # type: ignore[assignment]
 # Per segment: whether it is reserved, to turn search indices into a mask with one gather.
 SEGMENT_RESERVED_V4: npt.NDArray[np.bool_] = TABLE_V4.labels == _RESERVED
 SEGMENT_RESERVED_V6: npt.NDArray[np.bool_] = TABLE_V6.labels == _RESERVED
-# The same as 0/1 bytes, for arithmetic on a batch's status and labels.
+# The same as 0/1 bytes, for arithmetic on a batch's status and labels, and for the search
+# core's answer_* functions.
 SEGMENT_FLAGS_V4: npt.NDArray[np.uint8] = SEGMENT_RESERVED_V4.astype(np.uint8)
+SEGMENT_FLAGS_V6: npt.NDArray[np.uint8] = SEGMENT_RESERVED_V6.astype(np.uint8)
 
 
 def _build_keys() -> RangeTable:
@@ -290,6 +292,11 @@ PREFIX_FLAGS_V4 = _prefix_flags(4)
 """Per IPv4 /16 (``address >> 16``): 0 none reserved, 1 all reserved, 2 mixed."""
 PREFIX_FLAGS_V6 = _prefix_flags(6)
 """Per IPv6 /16 (``key >> 112``): 0 none reserved, 1 all reserved, 2 mixed."""
+# The same as (read-only) arrays, as the search core's answer_* functions take them, and
+# the all-zero table that marks nothing (a Database with mark_reserved=False).
+PREFIXES_V4: npt.NDArray[np.uint8] = np.frombuffer(PREFIX_FLAGS_V4, dtype=np.uint8)
+PREFIXES_V6: npt.NDArray[np.uint8] = np.frombuffer(PREFIX_FLAGS_V6, dtype=np.uint8)
+NO_PREFIXES: npt.NDArray[np.uint8] = np.frombuffer(bytes(1 << 16), dtype=np.uint8)
 
 
 def reserved_mask(keys: npt.ArrayLike) -> npt.NDArray[np.bool_]:

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookupd.codes import CodeArray, Status
+from lookupd.core import _search
 from lookupd.core.constants import IPV4_MAPPED_PREFIX
 
 
@@ -28,8 +29,8 @@ class LookupResult:
     whose elements are members (:class:`~lookupd.codes.StatusArray`)."""
     label_names: tuple[str, ...]
     """The database's label table; ``label_names[0] == ""``."""
-    _countries: npt.NDArray[np.object_] = field(repr=False)
-    _subdivisions: npt.NDArray[np.object_] = field(repr=False)
+    _countries: tuple[str | None, ...] = field(repr=False)
+    _subdivisions: tuple[str | None, ...] = field(repr=False)
     _keys: npt.NDArray[np.uint64] | None = field(default=None, repr=False, compare=False)
     _ipv4: npt.NDArray[np.uint32] | None = field(default=None, repr=False, compare=False)
 
@@ -60,18 +61,17 @@ class LookupResult:
         return keys
 
     def countries(self) -> list[str | None]:
-        """Return the country code per address, ``None`` where none (invalid or not found)."""
-        result: list[str | None] = self._countries[self.labels].tolist()
-        return result
+        """Return the country code per address, ``None`` where none (invalid, not found or
+        reserved)."""
+        return _search.gather_names(self._countries, self.labels)
 
     def subdivisions(self) -> list[str | None]:
         """Return the ISO 3166-2 subdivision per address (``UA-43``), ``None`` where none."""
-        result: list[str | None] = self._subdivisions[self.labels].tolist()
-        return result
+        return _search.gather_names(self._subdivisions, self.labels)
 
     def codes(self) -> npt.NDArray[np.str_]:
         """Return the country codes as a numpy string array, ``""`` where none."""
-        countries = np.array(["", *self._countries[1:].tolist()], dtype=np.str_)
+        countries = np.array(["", *self._countries[1:]], dtype=np.str_)
         return countries[self.labels]
 
     @property
