@@ -33,6 +33,7 @@ from mmdb_files import write_mmdb as _write_mmdb
 from mmdb_files import write_raw_tree as _write_raw_tree
 
 import lookupd
+from lookupd.core import _mmdb, _mmdb_py
 from lookupd.core.table import RangeTable
 from lookupd.datafiles.formats import detect_format, mmdb, mmdb_tree, read_source
 from lookupd.datafiles.rows import RangeRows
@@ -470,6 +471,14 @@ def _crafted_trees(directory: Path) -> dict[str, tuple[Path, str]]:
     for name, record in records.items():
         path = _write_raw_tree(directory / name, [(None, None)], 6, record)
         crafted[name] = (path, not_a_string)
+    # A record value between the node count and the data section: the 16-byte separator.
+    separator = _write_raw_tree(directory / "separator-record.mmdb", [(2, None)], 6)
+    problem = "a search tree record points into the separator before the data section"
+    crafted["separator-record.mmdb"] = (separator, problem)
+    # Data for ::/64 in an IPv6 tree: maxminddb's iteration named it IPv4 /-32 and failed.
+    wide = _write_mmdb(directory / "wider-than-ipv4.mmdb", [("::/64", {"country_code": "US"})])
+    problem = "data for ::/64, a network holding all of ::/96 (the IPv4 subtree)"
+    crafted["wider-than-ipv4.mmdb"] = (wide, problem)
     return crafted
 
 
@@ -553,6 +562,8 @@ def test_broken_test_databases_are_refused(child_results: dict[str, dict[str, An
         "map-key.mmdb",
         "array-key.mmdb",
         "nested-number-key.mmdb",
+        "separator-record.mmdb",
+        "wider-than-ipv4.mmdb",
     ],
 )
 def test_unsafe_trees_and_records_are_refused_before_iterating(
@@ -563,6 +574,22 @@ def test_unsafe_trees_and_records_are_refused_before_iterating(
     path, problem = crafted[name]
     result = child_results[str(path)]
     assert result == {"error": f"{path}: corrupt MaxMind DB file: {problem}"}
+
+
+def test_the_pure_twin_refuses_them_as_the_default_core_does(
+    crafted: dict[str, tuple[Path, str]],
+    child_results: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The child read them with the selected core (compiled where built); the pure twin,
+    # which cannot crash, runs here and must give the same one-line errors.
+    monkeypatch.setattr(_mmdb, "walk_tree", _mmdb_py.walk_tree)
+    monkeypatch.setattr(_mmdb, "find_labels", _mmdb_py.find_labels)
+    paths = [*_BAD_FILES, *(_TEST_DATA / n for n in _BROKEN_DBS), *(p for p, _ in crafted.values())]
+    for path in paths:
+        with pytest.raises(DataFormatError) as caught:
+            mmdb.read(path, RangeRows())
+        assert child_results[str(path)] == {"error": str(caught.value)}, path
 
 
 # --- the real data: the .mmdb builds what its CSVs build -----------------------------------
