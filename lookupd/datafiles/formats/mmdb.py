@@ -228,8 +228,13 @@ def _label_ids(
     """Each distinct record's label index in ``rows`` (-1 without one), the labels added in
     the order their first network comes (as a network-by-network reader adds them)."""
     ids = np.full(len(labels.names), -1, dtype=np.int64)
-    records, first = np.unique(labels.of_network[labelled], return_index=True)
-    for record in records[np.argsort(first, kind="stable")].tolist():
+    networks = len(labels.of_network)
+    # Each record's first labelled network (``networks`` where it has none).
+    first = np.full(len(labels.names), networks, dtype=np.int64)
+    np.minimum.at(first, labels.of_network[labelled], np.flatnonzero(labelled))
+    for record in np.argsort(first, kind="stable").tolist():
+        if first[record] == networks:
+            break
         name = labels.names[record]
         assert name is not None  # a labelled network's record has a name
         ids[record] = rows.label(name)
