@@ -34,6 +34,7 @@ from mmdb_files import encode, label, reference_rows, uint32, write_mmdb
 
 from lookupd.core import _mmdb, _mmdb_py
 from lookupd.datafiles.formats import read_source
+from lookupd.datafiles.open import open_database
 from lookupd.datafiles.rows import RangeRows
 from lookupd.errors import DataFormatError
 
@@ -384,3 +385,27 @@ def test_output_arrays_must_fit(core: ModuleType) -> None:
     assert kinds.tolist() == [_mmdb_py.KIND_COUNTRY_CODE]
     start, size = spans[0, :2].tolist()
     assert data[start : start + size] == b"US"
+
+
+def test_a_server_reload_reads_a_mmdb_through_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reload opens its data with open_database (lookupd.server.reload), which reads a
+    # source file with the same format reader as lookupd build: the core labels the records.
+    calls: list[int] = []
+
+    def counted(*args: Any) -> None:
+        calls.append(len(args[1]))
+        original(*args)
+
+    original = _mmdb.find_labels
+    monkeypatch.setattr(_mmdb, "find_labels", counted)
+    path = _TEST_DATA / "GeoIP2-City-Test.mmdb"
+    db = open_database(path, mark_reserved=False)
+    assert len(calls) == 1
+    assert calls[0] > 10
+    texts = ["2.2.3.0", "81.2.69.160", "2001:218::1"]
+    with maxminddb.open_database(os.fspath(path)) as reader:
+        expected = [label(reader.get(text))[0] for text in texts]
+    result = db.lookup(texts)
+    answers = [s or c for c, s in zip(result.countries(), result.subdivisions(), strict=True)]
+    assert answers == expected
+    assert expected[0] == "GB-ENG"
