@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _DATA_SEPARATOR_BYTES = 16
+_MISSING = ""  # never a name: a label is never empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +72,43 @@ def label_records(
         raise _corrupt(path, separator)
     if offsets.size and int(offsets.max()) >= len(data):
         raise _corrupt(path, "a search tree record points past the end")
-    distinct = np.unique(offsets)  # one sort; the inverse by binary search is cheaper
-    of_network = np.searchsorted(distinct, offsets)
+    distinct, of_network = _distinct(offsets.astype(np.uint32))
     kinds = np.empty(len(distinct), dtype=np.uint8)
     spans = np.empty((len(distinct), 4), dtype=np.uint32)
     problem: str | None = None
     try:
-        _mmdb.find_labels(data, distinct.astype(np.uint32), kinds, spans)
+        _mmdb.find_labels(data, distinct, kinds, spans)
     except ValueError as exc:
         problem = str(exc)
     # Raised here, not in the handler: the core's error, and the views of the mapped file its
     # frames hold, are gone once the handler ends, so the caller can close the map.
     if problem is not None:
         raise _corrupt(path, problem)
-    names = [
-        _name(data, kind, span) for kind, span in zip(kinds.tolist(), spans.tolist(), strict=True)
-    ]
+    # Records share their strings (pointers): decode each distinct span once.
+    decoded: dict[tuple[int, ...], str | None] = {}
+    names = []
+    for kind, span in zip(kinds.tolist(), spans.tolist(), strict=True):
+        key = (kind, *span)
+        name = decoded.get(key, _MISSING)
+        if name == _MISSING:
+            name = decoded[key] = _name(data, kind, span)
+        names.append(name)
     return RecordLabels(kinds, names, of_network)
+
+
+def _distinct(
+    offsets: npt.NDArray[np.uint32],
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp]]:
+    """The distinct values of ``offsets``, sorted, and each offset's index among them (one
+    stable sort: numpy's hashing ``unique`` and a binary search per network cost more)."""
+    order = np.argsort(offsets, kind="stable")
+    ordered = offsets[order]
+    first = np.empty(len(ordered), dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    which = np.empty(len(ordered), dtype=np.intp)
+    which[order] = np.cumsum(first) - 1
+    return ordered[first], which
 
 
 def _name(data: memoryview, kind: int, span: list[int]) -> str | None:
