@@ -100,8 +100,9 @@ def _distinct(
     offsets: npt.NDArray[np.uint32],
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp]]:
     """The distinct values of ``offsets``, sorted, and each offset's index among them (one
-    stable sort: numpy's hashing ``unique`` and a binary search per network cost more)."""
-    order = np.argsort(offsets, kind="stable")
+    sort, in any order of equal values: numpy's hashing ``unique`` and a binary search per
+    network cost more)."""
+    order = np.argsort(offsets)
     ordered = offsets[order]
     first = np.empty(len(ordered), dtype=np.bool_)
     first[:1] = True
