@@ -30,6 +30,7 @@ def _importable(*names: str) -> list[ModuleType]:
 
 SEARCH_CORES = _importable("lookupd.core._search_c", "lookupd.core._search_py")
 PARSE_CORES = _importable("lookupd.core._parse_c", "lookupd.core._parse_py")
+MMDB_CORES = _importable("lookupd.core._mmdb_c", "lookupd.core._mmdb_py")
 
 
 def _core_id(module: ModuleType) -> str:
@@ -46,5 +47,12 @@ def search_core(request: pytest.FixtureRequest) -> ModuleType:
 @pytest.fixture(params=PARSE_CORES, ids=_core_id)
 def parse_core(request: pytest.FixtureRequest) -> ModuleType:
     """Each address parser in turn: the compiled one (when built) and the pure twin."""
+    module: ModuleType = request.param
+    return module
+
+
+@pytest.fixture(params=MMDB_CORES, ids=_core_id)
+def mmdb_core(request: pytest.FixtureRequest) -> ModuleType:
+    """Each MaxMind DB walker in turn: the compiled one (when built) and the pure twin."""
     module: ModuleType = request.param
     return module

@@ -602,12 +602,13 @@ def test_db_corrupt_file_in_process(
 
 
 def _check_version_output(out: str, source: str) -> None:
-    from lookupd.core import _parse, _search
+    from lookupd.core import _mmdb, _parse, _search
 
     lines = out.splitlines()
     assert lines[0] == f"lookupd {lookupd.__version__}"
     assert f"search core: {_search.CORE}" in lines
     assert f"parse core: {_parse.CORE}" in lines
+    assert f"mmdb core: {_mmdb.CORE}" in lines
     assert f"data: {source}" in lines
 
 

@@ -19,15 +19,21 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import maxminddb
 import numpy as np
 import pytest
+from mmdb_files import control as _control
+from mmdb_files import encode as _encode
+from mmdb_files import uint16 as _uint16
+from mmdb_files import uint32 as _uint32
+from mmdb_files import write_mmdb as _write_mmdb
+from mmdb_files import write_raw_tree as _write_raw_tree
 
 import lookupd
+from lookupd.core import _mmdb, _mmdb_py
 from lookupd.core.table import RangeTable
 from lookupd.datafiles.formats import detect_format, mmdb, mmdb_tree, read_source
 from lookupd.datafiles.rows import RangeRows
@@ -67,142 +73,6 @@ _ERROR_KINDS = (
     "corrupt MaxMind DB file: ",
     "no country data: ",
 )
-
-
-# --- a minimal MaxMind DB writer (MaxMind DB File Format Specification 2.0) ---------------
-
-_MARKER = b"\xab\xcd\xefMaxMind.com"
-
-
-@dataclass(frozen=True)
-class _Uint:
-    """An unsigned integer of an explicit MaxMind DB type (the metadata needs exact types)."""
-
-    type_number: int
-    value: int
-
-
-def _uint16(value: int) -> _Uint:
-    return _Uint(5, value)
-
-
-def _uint32(value: int) -> _Uint:
-    return _Uint(6, value)
-
-
-def _uint64(value: int) -> _Uint:
-    return _Uint(9, value)
-
-
-def _control(type_number: int, size: int) -> bytes:
-    first, extended = (type_number << 5, b"") if type_number <= 7 else (0, bytes([type_number - 7]))
-    if size < 29:
-        return bytes([first | size]) + extended
-    if size < 29 + 256:
-        return bytes([first | 29]) + extended + bytes([size - 29])
-    return bytes([first | 30]) + extended + (size - 285).to_bytes(2, "big")
-
-
-def _encode(value: object) -> bytes:
-    if isinstance(value, _Uint):
-        payload = value.value.to_bytes((value.value.bit_length() + 7) // 8, "big")
-        return _control(value.type_number, len(payload)) + payload
-    if isinstance(value, str):
-        payload = value.encode()
-        return _control(2, len(payload)) + payload
-    if isinstance(value, dict):
-        items = b"".join(_encode(k) + _encode(v) for k, v in value.items())
-        return _control(7, len(value)) + items
-    if isinstance(value, list):
-        return _control(11, len(value)) + b"".join(_encode(v) for v in value)
-    raise TypeError(f"cannot encode {value!r}")
-
-
-def _assemble(nodes: list[tuple[int, int]], data: bytes, ip_version: int) -> bytes:
-    """A database file from raw 24-bit node records and an encoded data section."""
-    tree = b"".join(a.to_bytes(3, "big") + b.to_bytes(3, "big") for a, b in nodes)
-    metadata = {
-        "binary_format_major_version": _uint16(2),
-        "binary_format_minor_version": _uint16(0),
-        "build_epoch": _uint64(1_700_000_000),
-        "database_type": "lookupd-test",
-        "description": {"en": "written by tests/test_format_mmdb.py"},
-        "ip_version": _uint16(ip_version),
-        "languages": ["en"],
-        "node_count": _uint32(len(nodes)),
-        "record_size": _uint16(24),
-    }
-    return tree + bytes(16) + data + _MARKER + _encode(metadata)
-
-
-def _write_mmdb(
-    path: Path,
-    networks: list[tuple[str, dict[str, Any]]],
-    *,
-    ip_version: int = 6,
-    aliases: tuple[str, ...] = (),
-) -> Path:
-    """Write ``networks`` (CIDR text, record) as a database; ``aliases`` point at ::/96."""
-    bits = 128 if ip_version == 6 else 32
-    root: list[Any] = [None, None]  # a node: [left, right]; a child: None, record index, node
-
-    def node_at(value: int, length: int) -> list[Any]:
-        node = root
-        for depth in range(length):
-            bit = (value >> (bits - 1 - depth)) & 1
-            if node[bit] is None:
-                node[bit] = [None, None]
-            node = node[bit]
-        return node
-
-    records: list[bytes] = []
-    for text, record in networks:
-        network = ipaddress.ip_network(text)
-        length = network.prefixlen + (96 if bits == 128 and network.version == 4 else 0)
-        value = int(network.network_address)
-        parent = node_at(value, length - 1)
-        parent[(value >> (bits - length)) & 1] = len(records)
-        records.append(_encode(record))
-    for text in aliases:
-        network = ipaddress.ip_network(text)
-        value, length = int(network.network_address), network.prefixlen
-        parent = node_at(value, length - 1)
-        parent[(value >> (bits - length)) & 1] = node_at(0, 96)
-
-    numbers: dict[int, int] = {}
-    order: list[list[Any]] = []
-    queue = [root]
-    while queue:
-        node = queue.pop(0)
-        if id(node) not in numbers:
-            numbers[id(node)] = len(order)
-            order.append(node)
-            queue.extend(child for child in node if isinstance(child, list))
-    offsets = [sum(len(r) for r in records[:i]) for i in range(len(records))]
-
-    def record_value(child: Any) -> int:
-        if child is None:
-            return len(order)
-        if isinstance(child, int):
-            return len(order) + 16 + offsets[child]
-        return numbers[id(child)]
-
-    nodes = [(record_value(left), record_value(right)) for left, right in order]
-    path.write_bytes(_assemble(nodes, b"".join(records), ip_version))
-    return path
-
-
-def _write_raw_tree(
-    path: Path,
-    nodes: Sequence[tuple[int | None, int | None]],
-    ip_version: int,
-    record: bytes = _encode({"country_code": "US"}),
-) -> Path:
-    """Write raw node records: an int is a node number, None the one data record."""
-    data_value = len(nodes) + 16
-    raw = [(data_value if a is None else a, data_value if b is None else b) for a, b in nodes]
-    path.write_bytes(_assemble(raw, record, ip_version))
-    return path
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -282,12 +152,12 @@ def test_every_network_answers_as_the_reader(name: str, reader_of: Any) -> None:
 
 
 @pytest.mark.parametrize("name", _COUNTRY_DBS)
-def test_search_tree_check_counts_what_the_reader_yields(name: str, reader_of: Any) -> None:
+def test_search_tree_walk_counts_what_the_reader_yields(name: str, reader_of: Any) -> None:
     path = _TEST_DATA / name
     reader = reader_of(path)
     meta = reader.metadata()
-    tree = mmdb_tree.check_tree(
-        path, path, path.stat().st_size, meta.node_count, meta.record_size, meta.ip_version
+    tree = mmdb_tree.walk_tree(
+        path, memoryview(path.read_bytes()), meta.node_count, meta.record_size, meta.ip_version
     )
     assert tree.networks == sum(1 for _ in reader)
     assert sorted(tree.aliases) == [
@@ -303,8 +173,8 @@ def test_generic_test_databases_have_no_country_data(name: str, reader_of: Any) 
     reader = reader_of(path)
     meta = reader.metadata()
     networks = sum(1 for _ in reader)
-    tree = mmdb_tree.check_tree(
-        path, path, path.stat().st_size, meta.node_count, meta.record_size, meta.ip_version
+    tree = mmdb_tree.walk_tree(
+        path, memoryview(path.read_bytes()), meta.node_count, meta.record_size, meta.ip_version
     )
     assert tree.networks == networks  # record sizes 24 and 32 decode right
     with pytest.raises(DataFormatError) as caught:
@@ -601,6 +471,14 @@ def _crafted_trees(directory: Path) -> dict[str, tuple[Path, str]]:
     for name, record in records.items():
         path = _write_raw_tree(directory / name, [(None, None)], 6, record)
         crafted[name] = (path, not_a_string)
+    # A record value between the node count and the data section: the 16-byte separator.
+    separator = _write_raw_tree(directory / "separator-record.mmdb", [(2, None)], 6)
+    problem = "a search tree record points into the separator before the data section"
+    crafted["separator-record.mmdb"] = (separator, problem)
+    # Data for ::/64 in an IPv6 tree: maxminddb's iteration named it IPv4 /-32 and failed.
+    wide = _write_mmdb(directory / "wider-than-ipv4.mmdb", [("::/64", {"country_code": "US"})])
+    problem = "data for ::/64, a network holding all of ::/96 (the IPv4 subtree)"
+    crafted["wider-than-ipv4.mmdb"] = (wide, problem)
     return crafted
 
 
@@ -684,6 +562,8 @@ def test_broken_test_databases_are_refused(child_results: dict[str, dict[str, An
         "map-key.mmdb",
         "array-key.mmdb",
         "nested-number-key.mmdb",
+        "separator-record.mmdb",
+        "wider-than-ipv4.mmdb",
     ],
 )
 def test_unsafe_trees_and_records_are_refused_before_iterating(
@@ -694,6 +574,22 @@ def test_unsafe_trees_and_records_are_refused_before_iterating(
     path, problem = crafted[name]
     result = child_results[str(path)]
     assert result == {"error": f"{path}: corrupt MaxMind DB file: {problem}"}
+
+
+def test_the_pure_twin_refuses_them_as_the_default_core_does(
+    crafted: dict[str, tuple[Path, str]],
+    child_results: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The child read them with the selected core (compiled where built); the pure twin,
+    # which cannot crash, runs here and must give the same one-line errors.
+    monkeypatch.setattr(_mmdb, "walk_tree", _mmdb_py.walk_tree)
+    monkeypatch.setattr(_mmdb, "find_labels", _mmdb_py.find_labels)
+    paths = [*_BAD_FILES, *(_TEST_DATA / n for n in _BROKEN_DBS), *(p for p, _ in crafted.values())]
+    for path in paths:
+        with pytest.raises(DataFormatError) as caught:
+            mmdb.read(path, RangeRows())
+        assert child_results[str(path)] == {"error": str(caught.value)}, path
 
 
 # --- the real data: the .mmdb builds what its CSVs build -----------------------------------

@@ -7,7 +7,7 @@ compiled; the wheel holds the compiled cores, stubs, data, licences and ``lookup
 nothing of ext/ or tests/. Then each is installed with pip into its own new virtual
 environment (the sdist compiled again by pip, its build dependencies from PyPI) with
 ``LOOKUPD_REQUIRE_EXTENSION=1``, and ``lookupd version``, run outside the tree, must report
-the compiled search and parse cores. Exit status 1 names every failed check.
+the compiled search, parse and mmdb cores. Exit status 1 names every failed check.
 
 Usage: ``python tools/check_dist.py [--keep]`` (``make dist-check``; needs ``build``,
 which the lint extra installs).
@@ -30,11 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "lookupd"
-# Building the wheel compiles both cores; a fresh venv downloads numpy, grpcio and more.
+# Building the wheel compiles the cores; a fresh venv downloads numpy, grpcio and more.
 STEP_TIMEOUT_S = 600
-CORES = ("_search_c", "_parse_c")
+CORES = ("_search_c", "_parse_c", "_mmdb_c")
 # What `lookupd version` prints for the compiled cores.
-CORE_LINES = ("search core: c", "parse core: c")
+CORE_LINES = ("search core: c", "parse core: c", "mmdb core: c")
 
 # In the sdist (paths inside its top folder); ROOT's files matching these must all be there.
 SDIST_FROM_TREE = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lookupd.core import _parse, _search
+from lookupd.core import _mmdb, _parse, _search
 from lookupd.datafiles.data_version import data_version_of
 from lookupd.datafiles.open import open_database
 from lookupd.version import __version__
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lookupd {__version__}")
     print(f"search core: {_search.CORE}")
     print(f"parse core: {_parse.CORE}")
+    print(f"mmdb core: {_mmdb.CORE}")
     print(f"data: {db.info.source}")
     for key, title in _VERSION_FIELDS.items():
         if key in db.info.metadata:
