@@ -2,7 +2,7 @@
 PYTHON ?= python
 export LOOKUPD_REQUIRE_EXTENSION ?= 1
 
-.PHONY: help install lint test test-pure bench chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
+.PHONY: help install lint test test-pure bench bench-report chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,9 @@ test-pure: ## the test suite on the pure-Python core
 
 bench: ## benchmarks against the peers (needs .[bench])
 	pytest bench/ --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+
+bench-report: ## the benchmark suite, quick: results dir, report, plots, bench/README.md (needs .[bench])
+	PYTHONPATH=. $(PYTHON) bench/suite.py --quick
 
 CHAOS_SECONDS ?= 60
 chaos: ## chaos benchmark: lookupd serve --workers 2 under load and faults (bench/chaos.py)
