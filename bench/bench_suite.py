@@ -104,11 +104,15 @@ def test_every_part_draws_its_plot(tmp_path: Path) -> None:
 
 
 def test_the_guard_flags_a_fallen_ratio_only() -> None:
-    saved = {"a": 2.5, "b": 1.0, "gone": 3.0}
-    assert suite.compare({"a": 2.2, "b": 1.5}, saved, 0.15) == []
-    fallen = suite.compare({"a": 2.0, "b": 0.99}, saved, 0.15)
-    assert fallen == ["a: 2.5 -> 2 (-20%)"]
-    assert suite.compare({"a": 2.0}, saved, 0.25) == []
+    saved = {"micro: a": 2.5, "micro: b": 1.0, "micro: gone": 3.0, "grpc: c": 1.0}
+    assert suite.compare({"micro: a": 2.2, "micro: b": 1.5}, saved, 0.15) == []
+    now = {"micro: a": 2.0, "micro: b": 0.99, "grpc: c": 0.5}
+    assert suite.compare(now, saved, 0.15) == [
+        "grpc: c: 1 -> 0.5 (-50%)",
+        "micro: a: 2.5 -> 2 (-20%)",
+    ]
+    assert suite.compare(now, saved, 0.15, suite.GUARDED_PARTS) == ["micro: a: 2.5 -> 2 (-20%)"]
+    assert suite.compare({"micro: a": 2.0}, saved, 0.25) == []
 
 
 def test_the_report_names_the_machine_and_skips(tmp_path: Path) -> None:
