@@ -16,7 +16,7 @@ from collections.abc import Sequence
 # failed TLS handshake (a client can add those at will); an operator can still set it.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from lookupd.cli import admin, bench, build, describe, lookup, serve, update, version
+from lookupd.cli import admin, bench, build, describe, export, lookup, serve, update, version
 from lookupd.errors import LookupdError
 from lookupd.version import __version__
 
@@ -58,4 +58,5 @@ def _build_parser() -> argparse.ArgumentParser:
     describe.add_parsers(commands)
     update.add_parser(commands)
     bench.add_parser(commands)
+    export.add_parser(commands)
     return parser

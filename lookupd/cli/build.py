@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from lookupd.policies.iso3166 import non_iso_labels
 
     started = time.perf_counter()
-    formats = _formats(args.format, len(args.sources))
+    formats = formats_for(args.format, len(args.sources))
     if formats is None:
         print(
             f"lookupd: error: {len(args.format)} --format options for {len(args.sources)} "
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _formats(given: list[str] | None, sources: int) -> list[str | None] | None:
+def formats_for(given: list[str] | None, sources: int) -> list[str | None] | None:
     """One format (None: detect) per source; None if the count fits neither rule."""
     if not given:
         return [None] * sources

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from lookupd.core.database import Database, DataInfo
 from lookupd.datafiles.merge import merge_sources
 from lookupd.datafiles.npz import load_compiled
 from lookupd.datafiles.private_copy import PrivateCopies
+from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import is_snapshot, load_snapshot
 from lookupd.errors import DataFormatError
 
@@ -67,13 +69,29 @@ def open_database(
     if path.is_file() and path.suffix == ".npz":
         v4, v6, names, metadata = load_compiled(path)
         return Database(v4, v6, names, DataInfo(str(path), metadata), mark_reserved=mark_reserved)
-    merged = merge_sources([path])
+    return open_sources([path], mark_reserved=mark_reserved)
+
+
+def open_sources(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    formats: Sequence[str | None] | None = None,
+    report: Reporter | None = None,
+    mark_reserved: bool = True,
+) -> Database:
+    """Read and merge source files in precedence order (as ``lookupd build`` does) into a
+    database in memory, its metadata naming each source and its date.
+
+    Raises:
+        DataFormatError: a file cannot be read or is malformed (the message names it).
+    """
+    merged = merge_sources(paths, formats=formats, report=report)
     tables = merged.tables
     metadata = {"sources": [source.as_json() for source in merged.sources]}
     return Database(
         tables.v4,
         tables.v6,
         tables.label_names,
-        DataInfo(str(path), metadata),
+        DataInfo(" + ".join(str(path) for path in paths), metadata),
         mark_reserved=mark_reserved,
     )

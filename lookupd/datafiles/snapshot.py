@@ -34,7 +34,6 @@ import math
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy.typing as npt
 
 from lookupd.core import _search
 from lookupd.core.table import MAX_LABELS, IPVersion, RangeTable, Tables
+from lookupd.datafiles.atomic import replace_atomically
 from lookupd.datafiles.sources import SourceDate, SourceInfo, oldest
 from lookupd.errors import DataFormatError, InvalidTableError, LookupdError
 from lookupd.files import open_regular
@@ -594,16 +594,10 @@ def _write_atomically(
     layout: Mapping[str, Mapping[str, Any]],
     payload: Sequence[bytes | memoryview],
 ) -> None:
-    """Write to a temporary file beside ``path``, sync it, rename it over ``path``, sync."""
-    directory = path.parent
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    """Write the header and the arrays at their offsets, replacing ``path`` atomically."""
+
+    def fill(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
             written = 0
             for chunk in head:
                 handle.write(chunk)
@@ -614,26 +608,8 @@ def _write_atomically(
                 handle.write(bytes(spec["offset"] - position))
                 handle.write(data)
                 position = spec["offset"] + len(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _sync_directory(directory)
 
-
-def _sync_directory(directory: Path) -> None:
-    """Flush a rename to disk (where the platform lets a directory be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_atomically(path, fill)
 
 
 def _round_up(value: int, multiple: int) -> int:

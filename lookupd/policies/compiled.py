@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 # Rows of a compiled policy's tables, indexed by Status number (row 0, no status, unused).
 _STATUSES = max(Status) + 1
 # Network table labels: 0 no override, then these.
-_NET_ALLOW = 1
-_NET_DENY = 2
+NET_ALLOW = 1
+NET_DENY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +175,7 @@ def _compile(policy: Policy, db: Database, warnings: list[str]) -> _Compiled:
     verdicts[Status.INVALID_ADDRESS], reasons[Status.INVALID_ADDRESS] = Verdict.DENY, Reason.INVALID
     verdicts[Status.RESERVED], reasons[Status.RESERVED] = policy.reserved, Reason.RESERVED
     _warn(policy, db, warnings)
-    networks = _network_table(policy)
+    networks = network_table(policy)
     if networks is None:
         network_verdicts = network_reasons = np.zeros(1, dtype=np.uint8)
     else:
@@ -232,7 +232,7 @@ def _warn(policy: Policy, db: Database, warnings: list[str]) -> None:
         )
 
 
-def _network_table(policy: Policy) -> RangeTable | None:
+def network_table(policy: Policy) -> RangeTable | None:
     """Paint the overrides into one table over 128-bit keys, IPv4 as ``::ffff:a.b.c.d``.
 
     Rows in priority order for :func:`~lookupd.core.table.build_table` (greatest start wins,
@@ -246,7 +246,7 @@ def _network_table(policy: Policy) -> RangeTable | None:
     starts = [IPV4_MAPPED_PREFIX]
     ends = [IPV4_MAPPED_PREFIX | 0xFFFF_FFFF]
     labels = [0]
-    for label, networks in ((_NET_ALLOW, policy.allow_networks), (_NET_DENY, policy.deny_networks)):
+    for label, networks in ((NET_ALLOW, policy.allow_networks), (NET_DENY, policy.deny_networks)):
         for network in networks:
             offset = IPV4_MAPPED_PREFIX if network.version == 4 else 0
             starts.append(offset | int(network.network_address))
