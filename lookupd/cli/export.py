@@ -13,6 +13,13 @@ from lookupd.datafiles.formats import FORMATS
 from lookupd.errors import LookupdError
 from lookupd.version import __version__
 
+# The client, what geoip found, and the RBAC rule that denied (its lookupd reason).
+_ACCESS_LOG = (
+    "%START_TIME% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% country=%REQ(X-GEO-COUNTRY)% "
+    "region=%REQ(X-GEO-REGION)% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% "
+    "%RESPONSE_CODE_DETAILS%\n"
+)
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``export`` command (``mmdb`` and ``envoy``) to the subparsers ``commands``."""
@@ -208,6 +215,16 @@ def _bootstrap(filters: list[dict[str, Any]], args: argparse.Namespace) -> dict[
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
         "http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3"
+                    ".StdoutAccessLog",
+                    "log_format": {"text_format_source": {"inline_string": _ACCESS_LOG}},
+                },
+            }
+        ],
         "use_remote_address": True,
         "xff_num_trusted_hops": args.trusted_hops,
         "route_config": {"virtual_hosts": [{"name": "api", "domains": ["*"], "routes": [route]}]},
