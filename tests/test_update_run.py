@@ -317,3 +317,54 @@ def test_progress_is_reported_while_downloading_and_building(
     assert recorder.phases[0] == "downloading countries.csv"
     assert recorder.phases[-1] == "writing countries.lkd"
     assert (len(csv()), len(csv())) in recorder.updates
+
+
+def test_the_mmdb_export_follows_the_snapshot(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an export path, each update keeps a MaxMind DB export of the snapshot: written
+    with a new release, left alone while the data is the same, rewritten when it lags (a
+    failed export fails the update and is retried by the next)."""
+    import maxminddb
+
+    from lookupd.datafiles.mmdb_export import exported_data_version
+
+    mmdb = tmp_path / "countries.mmdb"
+    settings = _settings(tmp_path, mmdb_output=mmdb)
+    origin.file("/countries.csv", csv())
+    first = update_once([_source(origin)], settings)
+    assert first.outcome is Outcome.UPDATED, first.error
+    assert first.exported == mmdb
+    assert exported_data_version(mmdb) == first.new_version
+    with maxminddb.open_database(str(mmdb)) as reader:
+        assert reader.get("2.1.1.1") == {"country": {"iso_code": "FR"}}
+    written = mmdb.stat().st_mtime_ns
+
+    again = update_once([_source(origin)], settings)
+    assert again.outcome is Outcome.UNCHANGED
+    assert again.exported is None
+    assert mmdb.stat().st_mtime_ns == written
+
+    origin.file("/countries.csv", small_change(), stamp=1_800_000_000)
+
+    def no_space(path: object, db: object, **options: object) -> None:
+        from lookupd.errors import LookupdError
+
+        raise LookupdError(f"{path}: cannot write the MaxMind DB file: no space left")
+
+    monkeypatch.setattr("lookupd.datafiles.mmdb_export.export_mmdb", no_space)
+    failed = update_once([_source(origin)], settings)
+    assert failed.outcome is Outcome.FAILED
+    assert failed.reason == "export"
+    assert failed.error is not None
+    assert "the snapshot was written" in failed.error
+    assert country(settings.output, "1.0.0.1") == "NZ"
+    assert exported_data_version(mmdb) == first.new_version  # the old export, whole
+    monkeypatch.undo()
+
+    retried = update_once([_source(origin)], settings)
+    assert retried.outcome is Outcome.UNCHANGED
+    assert retried.exported == mmdb
+    assert exported_data_version(mmdb) == version(settings.output)
+    with maxminddb.open_database(str(mmdb)) as reader:
+        assert reader.get("1.0.0.1") == {"country": {"iso_code": "NZ"}}

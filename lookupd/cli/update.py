@@ -48,6 +48,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     update.add_argument("-o", "--output", metavar="FILE", help="the snapshot to keep fresh")
     update.add_argument("--config", metavar="FILE", help="YAML file of sources (README)")
+    update.add_argument(
+        "--mmdb-output",
+        metavar="FILE",
+        help="also keep a MaxMind DB export of the snapshot here, for Envoy's geoip filter "
+        "(lookupd export mmdb)",
+    )
     one = update.add_argument_group("one source without a config file")
     one.add_argument("--url", help="the source's URL")
     one.add_argument("--format", choices=sorted(FORMATS), metavar="NAME", help="its format")
@@ -178,6 +184,7 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source
         backoff_s=args.backoff,
         max_bytes=args.max_bytes,
     )
+    mmdb_output = args.mmdb_output or options.get("mmdb_output")
     settings = Settings(
         Path(output),
         max_change=max_change,
@@ -185,6 +192,7 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> tuple[list[Source
         policy=policy,
         limits=Limits(),
         lock_wait_s=args.lock_wait,
+        mmdb_output=Path(mmdb_output) if mmdb_output else None,
     )
     return sources, settings
 
@@ -262,6 +270,8 @@ def _log(result: Result) -> None:
         Outcome.FAILED: "update failed, snapshot kept",
         Outcome.LOCKED: "another update is running, nothing done",
     }[result.outcome]
+    if result.reason == "export":
+        message = "snapshot current, its MaxMind DB export failed"
     fields: dict[str, object] = {
         "outcome": result.outcome.value,
         "sources": [
@@ -285,6 +295,9 @@ def _log(result: Result) -> None:
         fields["change"] = {k: round(v, 6) for k, v in result.change.items()}
     if result.reason:
         fields["reason"] = result.reason
+    if result.exported is not None:
+        fields["exported"] = str(result.exported)
+        message = f"{message}; MaxMind DB export written"
     if result.error:
         fields["error"] = result.error
         message = f"{message}: {result.error}"

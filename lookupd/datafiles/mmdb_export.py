@@ -23,6 +23,7 @@ The encoding is mmdb-writer's; this module only decides which networks carry whi
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import maxminddb
 import numpy as np
 import numpy.typing as npt
 from mmdb_writer import MMDBWriter, SearchTreeNode, TreeWriter
@@ -55,6 +57,7 @@ CITY_TYPE = "GeoIP2-City"
 _IPV4_ROOT = (0, 96)
 _IPV4_MAPPED = (IPV4_MAPPED_PREFIX, 96)
 _IPV4_COMPATIBLE_END = IPV4_MAX  # the last key of ::/96
+_VERSION_IN_DESCRIPTION = re.compile(r"export of data version ([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,18 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
     return MmdbExport(
         path, kind, networks, len(by_label), build_epoch, epoch_from, version.id, shadowed, size
     )
+
+
+def exported_data_version(path: str | Path) -> str | None:
+    """The data version id an export's description names; None if ``path`` is missing,
+    unreadable or not written by :func:`export_mmdb`."""
+    try:
+        with maxminddb.open_database(str(path)) as reader:
+            description = reader.metadata().description
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError):
+        return None
+    found = _VERSION_IN_DESCRIPTION.search(str(description.get("en", "")))
+    return found[1] if found else None
 
 
 def _record(label: str, *, city: bool) -> dict[str, Any]:

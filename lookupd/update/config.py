@@ -3,6 +3,7 @@
 A configuration file::
 
     output: /var/lib/lookupd/countries.lkd     # optional; --output wins
+    mmdb_output: /var/lib/lookupd/countries.mmdb  # optional; --mmdb-output wins
     max_change: 0.05                           # optional; --max-change wins
     sources:                                   # laid over each other in order
       - preset: maxmind                        # see lookupd.update.presets
@@ -73,7 +74,7 @@ def load_config(path: Path, redactor: Redactor) -> tuple[list[Source], dict[str,
     if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
         msg = f"{path}: expected a mapping with a list of 'sources'"
         raise ConfigError(msg)
-    unknown = set(document) - {"sources", "output", "max_change"}
+    unknown = set(document) - {"sources", "output", "mmdb_output", "max_change"}
     if unknown:
         msg = f"{path}: unknown keys {', '.join(sorted(map(str, unknown)))}"
         raise ConfigError(msg)
@@ -85,7 +86,8 @@ def load_config(path: Path, redactor: Redactor) -> tuple[list[Source], dict[str,
     if not sources:
         msg = f"{path}: no sources"
         raise ConfigError(msg)
-    settings = {key: document[key] for key in ("output", "max_change") if key in document}
+    keys = ("output", "mmdb_output", "max_change")
+    settings = {key: document[key] for key in keys if key in document}
     return sources, settings
 
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookupd.core.table import Tables
+from lookupd.datafiles.data_version import data_version_of
 from lookupd.datafiles.merge import merge_sources
+from lookupd.datafiles.open import open_database
 from lookupd.datafiles.progress import Reporter
 from lookupd.datafiles.snapshot import is_snapshot, load_snapshot, payload_sha256, write_snapshot
 from lookupd.datafiles.source_date import FROM_LAST_MODIFIED
@@ -76,6 +78,9 @@ class Settings:
     """Archive limits."""
     lock_wait_s: float = 0.0
     """How long to wait for another update of the same output."""
+    mmdb_output: Path | None = None
+    """Also keep a MaxMind DB export of the snapshot here (``lookupd export mmdb``), for
+    Envoy's geoip filter: rewritten whenever it is not of the snapshot's data version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,8 @@ class Result:
     """Why it failed (``download``, ``checksum``, ``archive``, ``build``, ...)."""
     error: str | None = None
     """The error, redacted."""
+    exported: Path | None = None
+    """The MaxMind DB export written by this update (None: none needed or asked for)."""
 
 
 def update_once(
@@ -141,6 +148,11 @@ def update_once(
     try:
         with locked(settings.output, wait_s=settings.lock_wait_s):
             result = _update(sources, settings, redact, report, sleep, done)
+            if settings.mmdb_output is not None and result.outcome in (
+                Outcome.UPDATED,
+                Outcome.UNCHANGED,
+            ):
+                result = _keep_export(settings.output, settings.mmdb_output, result, redact)
     except LockedError as exc:
         result = Result(Outcome.LOCKED, reason=exc.reason, error=redact(str(exc)))
     except UpdateError as exc:
@@ -203,6 +215,27 @@ def _update(
         return _build(sources, results, settings, state, new_states, staged, staging, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keep_export(output: Path, mmdb: Path, result: Result, redact: Redactor) -> Result:
+    """Export the snapshot to ``mmdb`` unless that file is already of its data version.
+
+    The snapshot is written first: a failed export fails the update (the next one retries
+    it, since the file's version then differs) and leaves the old export in place.
+    """
+    # mmdb-writer and netaddr: loaded only by updates that export.
+    from lookupd.datafiles.mmdb_export import export_mmdb, exported_data_version
+
+    db = open_database(output)
+    version = data_version_of(db).id
+    if exported_data_version(mmdb) == version:
+        return result
+    try:
+        export_mmdb(mmdb, db)
+    except LookupdError as exc:
+        error = redact(f"the snapshot was written, its MaxMind DB export was not: {exc}")
+        return dataclasses.replace(result, outcome=Outcome.FAILED, reason="export", error=error)
+    return dataclasses.replace(result, exported=mmdb)
 
 
 def _local(source: Source, old: SourceState | None) -> tuple[SourceResult, SourceState]:
