@@ -102,13 +102,19 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
     epoch_from = version.data_date_from if epoch is not None else "time of export"
     build_epoch = int(epoch if epoch is not None else time.time())
 
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=kind)
-    by_label: dict[int, list[IPNetwork]] = defaultdict(list)
+    # IPv4 goes into a tree of its own, grafted at ::/96: inserted into the IPv6 tree, each
+    # IPv4 network would walk the 96 zero bits above it again.
+    ipv4 = MMDBWriter(ip_version=4, database_type=kind)
+    ipv6 = MMDBWriter(ip_version=6, database_type=kind)
     networks = 0
+    by_label: dict[int, list[IPNetwork]] = defaultdict(list)
     for first, last, label in _segments_v4(db):
         for value, prefix in _cidrs(first, last, 32):
             by_label[label].append(IPNetwork((value, prefix), version=4))
             networks += 1
+    records = set(by_label)
+    _insert(ipv4, by_label, db.label_names, city=city)
+    by_label.clear()
     shadowed = 0
     for first, last, label in _segments_v6(db):
         if first <= _IPV4_COMPATIBLE_END or (
@@ -119,9 +125,11 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
         for value, prefix in _cidrs(first, last, 128):
             by_label[label].append(IPNetwork((value, prefix), version=6))
             networks += 1
-    for label in sorted(by_label):
-        writer.insert_network(IPSet(by_label[label]), _record(db.label_names[label], city=city))
-    _alias(writer.tree, _IPV4_MAPPED, _IPV4_ROOT)
+    records |= set(by_label)
+    _insert(ipv6, by_label, db.label_names, city=city)
+    _graft(ipv6.tree, _IPV4_ROOT, ipv4.tree)
+    _graft(ipv6.tree, _IPV4_MAPPED, ipv4.tree)
+    writer = ipv6
 
     description = f"lookupd {__version__} export of data version {version.id}" + (
         f", data of {version.data_date}" if version.data_date else ""
@@ -146,7 +154,7 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
         msg = f"{path}: cannot write the MaxMind DB file: {exc}"
         raise LookupdError(msg) from exc
     return MmdbExport(
-        path, kind, networks, len(by_label), build_epoch, epoch_from, version.id, shadowed, size
+        path, kind, networks, len(records), build_epoch, epoch_from, version.id, shadowed, size
     )
 
 
@@ -222,20 +230,30 @@ def _cidrs(first: int, last: int, bits: int) -> Iterator[tuple[int, int]]:
         first += 1 << size
 
 
-def _alias(tree: SearchTreeNode, alias: tuple[int, int], target: tuple[int, int]) -> None:
-    """Make the tree's path to ``alias`` lead where its path to ``target`` leads."""
-    value, length = target
-    node: Any = tree
-    for depth in range(length):
-        node = node[(value >> (127 - depth)) & 1] if isinstance(node, SearchTreeNode) else None
-        if node is None:
-            return
-    value, length = alias
+def _insert(
+    writer: MMDBWriter,
+    by_label: dict[int, list[IPNetwork]],
+    names: tuple[str, ...],
+    *,
+    city: bool,
+) -> None:
+    for label in sorted(by_label):
+        writer.insert_network(IPSet(by_label[label]), _record(names[label], city=city))
+
+
+def _graft(tree: SearchTreeNode, at: tuple[int, int], subtree: SearchTreeNode) -> None:
+    """Make the IPv6 tree's path to the block ``at`` lead to ``subtree`` (the IPv4 tree).
+
+    The writer encodes a node reached by two paths once, so both IPv4 blocks share it.
+    """
+    if subtree.left is None and subtree.right is None:
+        return  # no IPv4 data
+    value, length = at
     parent = tree
     for depth in range(length - 1):
         child = parent.get_or_create((value >> (127 - depth)) & 1)
         if not isinstance(child, SearchTreeNode):
-            msg = "a network covers the IPv4-mapped block: it cannot be aliased"
+            msg = "an IPv6 network covers an IPv4 block: the IPv4 tree cannot be placed"
             raise LookupdError(msg)
         parent = child
-    parent[(value >> (128 - length)) & 1] = node
+    parent[(value >> (128 - length)) & 1] = subtree
