@@ -10,7 +10,7 @@ decodes every record in full.
   GeoIP2-City and GeoLite2-Country test databases (a few hundred networks: quick, for the
   CI's untimed run; their figures are mostly per-call overhead).
 - script (``python bench/bench_mmdb_build.py``): the real sizes. A City-schema database is
-  generated with ``mmdb-writer`` (the ``bench`` extra) from the vendored real ranges
+  generated with ``mmdb-writer`` (a dependency: lookupd export mmdb) from the vendored real ranges
   (tests/data/geo-whois-asn-country CSVs, cut into CIDRs) with GeoLite2-City-like records
   (country, registered country, continent and city names in 8 languages, location, postal
   code, a subdivision; about 10 networks per record, a few records with no country) and

@@ -447,3 +447,32 @@ def _wait(condition: Any) -> None:
         if time.monotonic() > deadline:
             pytest.fail("timed out")
         time.sleep(0.02)
+
+
+def test_empty_country_lists_render_a_config_envoy_accepts(
+    exported: Exported, tmp_path: Path
+) -> None:
+    """``allow_countries: []`` (only the overrides pass) and ``deny_countries: []``: no
+    country rule, the "otherwise" action decides every country."""
+    assert ENVOY is not None
+    policies = tmp_path / "policies.yaml"
+    policies.write_text(
+        "policies:\n"
+        "  none:\n    description: only a partner\n    allow_countries: []\n"
+        "    networks: {allow: [192.0.2.0/24]}\n"
+        "  all:\n    description: everyone\n    deny_countries: []\n"
+    )
+    for name, otherwise in (("none", "COUNTRY_DENIED"), ("all", "COUNTRY_ALLOWED")):
+        config = tmp_path / f"{name}.yaml"
+        assert main(["export", "envoy", name, "--policies", str(policies), "--mmdb",
+                     str(exported.mmdb), "--bootstrap", "-o", str(config)]) == 0  # fmt: skip
+        rendered = yaml.safe_load(config.read_text())
+        manager = rendered["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        rbac = manager["typed_config"]["http_filters"][2]["typed_config"]["matcher"]
+        names = [rule["on_match"]["action"]["name"] for rule in rbac["matcher_list"]["matchers"]]
+        assert "COUNTRY_ALLOWED" not in names
+        assert "COUNTRY_DENIED" not in names
+        assert rbac["on_no_match"]["action"]["name"] == otherwise
+        done = subprocess.run([ENVOY, "--mode", "validate", "-c", str(config)],
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -140,7 +140,11 @@ def rbac_matcher(policy: Policy, options: EnvoyOptions) -> dict[str, Any]:
         (policy.allow_subdivisions, Reason.SUBDIVISION_ALLOWED, Verdict.ALLOW),
     ):
         rules.append((_any_of(_subdivisions(codes, options)), reason, verdict))
-    listed = _header(options.country_header, regex=_alternatives(policy.countries))
+    listed = (
+        _header(options.country_header, regex=_alternatives(policy.countries))
+        if policy.countries
+        else None  # an empty list: the rule's "otherwise" decides every country
+    )
     if policy.mode == "allow":
         rules.append((listed, Reason.COUNTRY_ALLOWED, Verdict.ALLOW))
         otherwise = _action(Reason.COUNTRY_DENIED, Verdict.DENY)
@@ -200,7 +204,7 @@ def _header(name: str, *, exact: str | None = None, regex: str | None = None) ->
 
 def _alternatives(codes: Iterable[str]) -> str:
     # Envoy's safe_regex must match the whole value; codes are [A-Z0-9] only.
-    return "|".join(sorted(codes)) or "(?!)"
+    return "|".join(sorted(codes))
 
 
 def _subdivisions(codes: Iterable[str], options: EnvoyOptions) -> list[dict[str, Any] | None]:
