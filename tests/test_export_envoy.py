@@ -127,17 +127,19 @@ class NativeEnvoy:
         return self.log.read_text(errors="replace")
 
 
-def start_native(directory: Path, policy: str, policies: Path, mmdb: Path) -> NativeEnvoy:
+def start_native(
+    directory: Path, policy: str, policies: Path, mmdb: Path, hops: int = 1
+) -> NativeEnvoy:
     assert ENVOY is not None
     port, admin = _free_port(), _free_port()
-    config = directory / f"{policy}.yaml"
+    config = directory / f"{policy}-{hops}.yaml"
     status = main([
         "export", "envoy", policy, "--policies", str(policies), "--mmdb", str(mmdb),
-        "--trusted-hops", "1", "--bootstrap", "--listen", f"127.0.0.1:{port}",
+        "--trusted-hops", str(hops), "--bootstrap", "--listen", f"127.0.0.1:{port}",
         "--admin", f"127.0.0.1:{admin}", "-o", str(config),
     ])  # fmt: skip
     assert status == 0
-    log = directory / f"{policy}.log"
+    log = directory / f"{policy}-{hops}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [ENVOY, "-c", str(config), "--base-id", str(random.randrange(1, 1 << 30)),
@@ -324,6 +326,23 @@ def test_a_client_cannot_send_its_own_country(
         assert envoy.status("81.2.69.161", **{"x-geo-region": "SCT"}) == 403
     finally:
         envoy.stop()
+
+
+def test_with_no_trusted_hop_a_forged_forwarded_for_is_ignored(
+    exported: Exported, policies: Path, tmp_path: Path
+) -> None:
+    """--trusted-hops 0: the client is the TCP peer (127.0.0.1 here, reserved), whatever
+    x-forwarded-for says: denied by "gate" (reserved: deny) even as a US address, allowed by
+    "open" (reserved: allow) even as a Russian one."""
+    russian = _address_of(exported, "RU")
+    for policy, forged, expected in (("gate", "8.8.8.8", 403), ("open", russian, 200)):
+        envoy = start_native(tmp_path, policy, policies, exported.mmdb, hops=0)
+        try:
+            assert envoy.status(forged, f"/{policy}") == expected
+        finally:
+            log = envoy.stop()
+        if expected == 403:
+            assert f"GET /{policy} 403 rbac_access_denied_matched_policy[RESERVED]" in log
 
 
 # ---------------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ def run_envoy(args: argparse.Namespace) -> int:
     from lookupd.policies.loading import example_policies_path, load_policies
 
     path = args.policies or str(example_policies_path())
+    shown = args.policies or "lookupd's example policies"
     policy_set = load_policies(path)
     policy = policy_set.policies.get(args.policy)
     if policy is None:
@@ -155,7 +156,7 @@ def run_envoy(args: argparse.Namespace) -> int:
     filters = http_filters(policy, options)
     header = [
         f"lookupd policy {policy.name!r} as Envoy filters, rendered by lookupd {__version__}",
-        f"from {path}, policy file version (SHA-256) {policy_set.version}.",
+        f"from {shown}, policy file version (SHA-256) {policy_set.version}.",
         f"Geo data: {args.mmdb}, written by `lookupd export mmdb` from the data the",
         "lookupd servers load; Envoy reloads it when a new file is renamed over that path.",
         "The RBAC policies are named after the lookupd reason each stands for; a denied",
