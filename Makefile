@@ -2,7 +2,7 @@
 PYTHON ?= python
 export LOOKUPD_REQUIRE_EXTENSION ?= 1
 
-.PHONY: help install lint test test-pure bench bench-report chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
+.PHONY: help install lint test test-pure bench bench-report export-check chaos fuzz fuzz-corpus annotate embed protos dist wheel dist-check clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ bench: ## benchmarks against the peers (needs .[bench])
 
 bench-report: ## the benchmark suite, quick: results dir, report, plots, bench/README.md (needs .[bench])
 	PYTHONPATH=. $(PYTHON) bench/suite.py --quick
+
+export-check: ## lookupd export mmdb of the embedded data, checked with maxminddb (about 2 min)
+	LOOKUPD_EXPORT_EMBEDDED=1 $(PYTHON) -m pytest tests/test_export_mmdb.py -k embedded -v
 
 CHAOS_SECONDS ?= 60
 chaos: ## chaos benchmark: lookupd serve --workers 2 under load and faults (bench/chaos.py)

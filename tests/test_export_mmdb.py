@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,11 +82,10 @@ def test_every_segment_boundary_answers_as_lookupd(exported: Exported) -> None:
         _check(exported.db, reader, texts)
 
 
-def test_a_million_random_addresses_answer_as_lookupd(exported: Exported) -> None:
-    """Half drawn inside the data's segments (a segment, then an address in it), half
-    uniform over each family (mostly unknown space in IPv6): 1,000,000 in all."""
-    rng = np.random.default_rng(15)
-    db = exported.db
+def _random_addresses(db: Database, seed: int) -> list[str]:
+    """About a million addresses: half drawn inside the data's segments (a segment, then an
+    address in it), half uniform over each family (mostly unknown space in IPv6)."""
+    rng = np.random.default_rng(seed)
     quarter = RANDOM // 4
     v4 = rng.integers(0, IPV4_MAX + 1, size=quarter, dtype=np.uint64).tolist()
     starts = db.v4.starts.astype(np.uint64)
@@ -95,13 +95,17 @@ def test_a_million_random_addresses_answer_as_lookupd(exported: Exported) -> Non
     texts = [str(ipaddress.IPv4Address(int(key))) for key in v4]
     highs = db.v6.starts[:, 0]
     pick6 = rng.integers(0, len(highs), size=quarter)
-    v6 = [(int(highs[i]) << 64) | int(rng.integers(0, 1 << 63)) for i in pick6.tolist()] + [
-        int.from_bytes(rng.bytes(16), "big") for _ in range(quarter)
-    ]
+    v6 = [(int(highs[i]) << 64) | int(rng.integers(0, 1 << 63)) for i in pick6.tolist()]
+    v6 += [int.from_bytes(rng.bytes(16), "big") for _ in range(quarter)]
     texts += [str(ipaddress.IPv6Address(key)) for key in v6 if not _in_ipv4_space(key)]
+    return texts
+
+
+def test_a_million_random_addresses_answer_as_lookupd(exported: Exported) -> None:
+    texts = _random_addresses(exported.db, 15)
     assert len(texts) >= RANDOM - 10
     with maxminddb.open_database(str(exported.mmdb)) as reader:
-        _check(db, reader, texts)
+        _check(exported.db, reader, texts)
 
 
 def test_edge_addresses(exported: Exported) -> None:
@@ -194,10 +198,13 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["export", "mmdb", str(tmp_path / "missing"), "-o", str(out)]) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("LOOKUPD_EXPORT_EMBEDDED") != "1",
+    reason="the embedded data's export takes about a minute: make export-check runs it",
+)
 def test_embedded_data_in_a_subprocess(tmp_path: Path) -> None:
-    """`lookupd export mmdb -o FILE` on the embedded data, as the README shows it: too slow
-    to repeat per core, so once, and checked on a sample."""
+    """`lookupd export mmdb -o FILE` on the embedded data, as the README shows it, checked
+    on every segment boundary and a million random addresses."""
     out = tmp_path / "embedded.mmdb"
     done = subprocess.run(
         [sys.executable, "-m", "lookupd", "export", "mmdb", "-o", str(out)],
@@ -205,8 +212,8 @@ def test_embedded_data_in_a_subprocess(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     db = open_database()
-    rng = np.random.default_rng(4)
-    texts = [str(ipaddress.IPv4Address(int(k))) for k in rng.integers(0, IPV4_MAX, 50_000)]
+    texts = _random_addresses(db, 4)
     with maxminddb.open_database(str(out)) as reader:
         assert reader.metadata().database_type == COUNTRY_TYPE
+        _check(db, reader, list(_boundaries(db)))
         _check(db, reader, texts)
