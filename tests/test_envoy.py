@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -211,21 +211,35 @@ def start_envoy(
     rendered = render(lookupd_port, app_port, port, admin, proxy_protocol)
     config.write_text(yaml.safe_dump(rendered))
     log = directory / "envoy.log"
+    envoy = Envoy(launch_envoy(config, log), port, log, proxy_protocol)
+    wait_until_ready(envoy.process, lambda: envoy.get("/healthz").status == 200, envoy.stop, log)
+    return envoy
+
+
+def launch_envoy(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start Envoy on ``config`` (one worker thread, a random base id), output to ``log``."""
+    assert ENVOY is not None
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [ENVOY, "-c", str(config), "--base-id", str(random.randrange(1, 1 << 30)),
              "--concurrency", "1", "--log-level", "warning"],
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    envoy = Envoy(process, port, log, proxy_protocol)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], stop: Callable[[], object],
+    log: Path,
+) -> None:  # fmt: skip
+    """Wait (bounded) until ``ready()``; fail with Envoy's output if it exits or never is."""
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         if process.poll() is not None or time.monotonic() > deadline:
-            envoy.stop()
+            stop()
             pytest.fail(f"envoy did not start:\n{log.read_text(errors='replace')}")
         try:
-            if envoy.get("/healthz").status == 200:
-                return envoy
+            if ready():
+                return
         except OSError:
             pass
         time.sleep(0.05)

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from exported import COUNTRY_TEST, Exported, make_exported
 from served import Served, start_serve
-from test_envoy import ENVOY, _free_port
+from test_envoy import ENVOY, _free_port, launch_envoy, wait_until_ready
 
 from lookupd.cli import main
 from lookupd.client import Client
@@ -140,23 +140,11 @@ def start_native(
     ])  # fmt: skip
     assert status == 0
     log = directory / f"{policy}-{hops}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [ENVOY, "-c", str(config), "--base-id", str(random.randrange(1, 1 << 30)),
-             "--concurrency", "1", "--log-level", "warning"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    envoy = NativeEnvoy(process, port, admin, log)
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"envoy did not start:\n{envoy.stop()}")
-        try:
-            if envoy.status("8.8.8.8", "/ready") in (200, 403):
-                return envoy
-        except OSError:
-            pass
-        time.sleep(0.05)
+    envoy = NativeEnvoy(launch_envoy(config, log), port, admin, log)
+    wait_until_ready(
+        envoy.process, lambda: envoy.status("8.8.8.8", "/ready") in (200, 403), envoy.stop, log
+    )
+    return envoy
 
 
 # ---------------------------------------------------------------------------------------

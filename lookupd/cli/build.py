@@ -11,6 +11,7 @@ from lookupd.datafiles.formats import FORMATS
 from lookupd.datafiles.merge import Merged, merge_sources
 from lookupd.datafiles.progress import progress_line
 from lookupd.datafiles.snapshot import write_snapshot
+from lookupd.errors import LookupdError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,17 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     build.add_argument("sources", nargs="+", metavar="SOURCE", help="data files, in precedence")
     build.add_argument("-o", "--output", required=True, metavar="FILE", help="snapshot to write")
-    build.add_argument(
-        "--format",
-        action="append",
-        choices=sorted(FORMATS),
-        metavar="NAME",
-        help=(
-            "source format, once for all sources or once per source in order: "
-            + ", ".join(sorted(FORMATS))
-            + " (a snapshot source is read as one whatever this says)"
-        ),
-    )
+    add_format_option(build)
     build.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     build.set_defaults(run=run)
 
@@ -51,13 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     formats = formats_for(args.format, len(args.sources))
-    if formats is None:
-        print(
-            f"lookupd: error: {len(args.format)} --format options for {len(args.sources)} "
-            "sources: give one for all, or one per source",
-            file=sys.stderr,
-        )
-        return 2
     output = Path(args.output)
     display = progress_line(sys.stderr, quiet=args.quiet)
     try:
@@ -87,8 +71,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def formats_for(given: list[str] | None, sources: int) -> list[str | None] | None:
-    """One format (None: detect) per source; None if the count fits neither rule."""
+def add_format_option(command: argparse.ArgumentParser) -> None:
+    """Add ``--format`` to a command that reads SOURCE files (build, export mmdb)."""
+    command.add_argument(
+        "--format",
+        action="append",
+        choices=sorted(FORMATS),
+        metavar="NAME",
+        help=(
+            "source format, once for all sources or once per source in order: "
+            + ", ".join(sorted(FORMATS))
+            + " (a snapshot source is read as one whatever this says)"
+        ),
+    )
+
+
+def formats_for(given: list[str] | None, sources: int) -> list[str | None]:
+    """One format (None: detect) per source, from the ``--format`` options.
+
+    Raises:
+        LookupdError: the count is neither one nor one per source.
+    """
     if not given:
         return [None] * sources
     chosen: list[str | None] = list(given)
@@ -96,7 +99,10 @@ def formats_for(given: list[str] | None, sources: int) -> list[str | None] | Non
         return chosen * sources
     if len(chosen) == sources:
         return chosen
-    return None
+    msg = (
+        f"{len(chosen)} --format options for {sources} sources: give one for all, or one per source"
+    )
+    raise LookupdError(msg)
 
 
 def _summarise(merged: Merged, non_iso: list[str]) -> None:

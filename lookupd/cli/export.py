@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lookupd.cli.build import formats_for
-from lookupd.datafiles.formats import FORMATS
+from lookupd.cli.build import add_format_option, formats_for
 from lookupd.errors import LookupdError
 from lookupd.version import __version__
 
@@ -44,13 +43,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     mmdb.add_argument("sources", nargs="*", metavar="SOURCE", help="data (default: embedded)")
     mmdb.add_argument("-o", "--output", required=True, metavar="FILE", help=".mmdb to write")
-    mmdb.add_argument(
-        "--format",
-        action="append",
-        choices=sorted(FORMATS),
-        metavar="NAME",
-        help="source format, once for all sources or once per source (as for build)",
-    )
+    add_format_option(mmdb)
     mmdb.add_argument(
         "--database-type",
         metavar="TYPE",
@@ -105,13 +98,6 @@ def run_mmdb(args: argparse.Namespace) -> int:
     from lookupd.datafiles.open import open_database, open_sources
 
     formats = formats_for(args.format, len(args.sources))
-    if formats is None:
-        print(
-            f"lookupd: error: {len(args.format)} --format options for {len(args.sources)} "
-            "sources: give one for all, or one per source",
-            file=sys.stderr,
-        )
-        return 2
     started = time.perf_counter()
     if not args.sources:
         db = open_database()
