@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import maxminddb
 import numpy as np
@@ -57,6 +57,7 @@ CITY_TYPE = "GeoIP2-City"
 _IPV4_ROOT = (0, 96)
 _IPV4_MAPPED = (IPV4_MAPPED_PREFIX, 96)
 _IPV4_COMPATIBLE_END = IPV4_MAX  # the last key of ::/96
+_MAPPED_END = IPV4_MAPPED_PREFIX | IPV4_MAX
 _VERSION_IN_DESCRIPTION = re.compile(r"export of data version ([0-9a-f]{64})")
 
 
@@ -104,32 +105,15 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
 
     # IPv4 goes into a tree of its own, grafted at ::/96: inserted into the IPv6 tree, each
     # IPv4 network would walk the 96 zero bits above it again.
-    ipv4 = MMDBWriter(ip_version=4, database_type=kind)
-    ipv6 = MMDBWriter(ip_version=6, database_type=kind)
-    networks = 0
-    by_label: dict[int, list[IPNetwork]] = defaultdict(list)
-    for first, last, label in _segments_v4(db):
-        for value, prefix in _cidrs(first, last, 32):
-            by_label[label].append(IPNetwork((value, prefix), version=4))
-            networks += 1
-    records = set(by_label)
-    _insert(ipv4, by_label, db.label_names, city=city)
-    by_label.clear()
-    shadowed = 0
-    for first, last, label in _segments_v6(db):
-        if first <= _IPV4_COMPATIBLE_END or (
-            IPV4_MAPPED_PREFIX <= first <= IPV4_MAPPED_PREFIX | IPV4_MAX
-        ):
-            shadowed += 1
-            continue
-        for value, prefix in _cidrs(first, last, 128):
-            by_label[label].append(IPNetwork((value, prefix), version=6))
-            networks += 1
-    records |= set(by_label)
-    _insert(ipv6, by_label, db.label_names, city=city)
-    _graft(ipv6.tree, _IPV4_ROOT, ipv4.tree)
-    _graft(ipv6.tree, _IPV4_MAPPED, ipv4.tree)
-    writer = ipv6
+    ipv4, networks_v4, labels_v4 = _tree(4, _segments_v4(db), db.label_names, kind, city=city)
+    segments_v6 = list(_segments_v6(db))
+    outside = [segment for segment in segments_v6 if not _in_ipv4_blocks(segment[0])]
+    writer, networks_v6, labels_v6 = _tree(6, outside, db.label_names, kind, city=city)
+    _graft(writer.tree, _IPV4_ROOT, ipv4.tree)
+    _graft(writer.tree, _IPV4_MAPPED, ipv4.tree)
+    networks = networks_v4 + networks_v6
+    records = labels_v4 | labels_v6
+    shadowed = len(segments_v6) - len(outside)
 
     description = f"lookupd {__version__} export of data version {version.id}" + (
         f", data of {version.data_date}" if version.data_date else ""
@@ -145,6 +129,7 @@ def export_mmdb(path: str | Path, db: Database, *, database_type: str | None = N
     }
 
     def fill(tmp: Path) -> None:
+        # The writer's own metadata would carry the time of writing as build_epoch.
         TreeWriter(writer.tree, meta, writer.int_type, writer.float_type).write(str(tmp))
 
     try:
@@ -230,15 +215,29 @@ def _cidrs(first: int, last: int, bits: int) -> Iterator[tuple[int, int]]:
         first += 1 << size
 
 
-def _insert(
-    writer: MMDBWriter,
-    by_label: dict[int, list[IPNetwork]],
+def _tree(
+    version: Literal[4, 6],
+    segments: Iterable[tuple[int, int, int]],
     names: tuple[str, ...],
+    kind: str,
     *,
     city: bool,
-) -> None:
+) -> tuple[MMDBWriter, int, set[int]]:
+    """One family's labelled ranges in a writer of its own: the writer, the networks (CIDR
+    blocks) inserted and the labels used."""
+    bits = 32 if version == 4 else 128
+    by_label: dict[int, list[IPNetwork]] = defaultdict(list)
+    for first, last, label in segments:
+        by_label[label] += (IPNetwork(cidr, version=version) for cidr in _cidrs(first, last, bits))
+    writer = MMDBWriter(ip_version=version, database_type=kind)
     for label in sorted(by_label):
         writer.insert_network(IPSet(by_label[label]), _record(names[label], city=city))
+    return writer, sum(map(len, by_label.values())), set(by_label)
+
+
+def _in_ipv4_blocks(key: int) -> bool:
+    """Whether an IPv6 key lies in ``::/96`` or ``::ffff:0:0/96``, where IPv4 is written."""
+    return key <= _IPV4_COMPATIBLE_END or IPV4_MAPPED_PREFIX <= key <= _MAPPED_END
 
 
 def _graft(tree: SearchTreeNode, at: tuple[int, int], subtree: SearchTreeNode) -> None:
