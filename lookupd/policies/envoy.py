@@ -224,7 +224,7 @@ def _ranges_labelled(table: RangeTable | None, label: int) -> list[tuple[int, in
     """The 128-bit key ranges of ``table``'s segments labelled ``label``."""
     if table is None:
         return []
-    return [(first, last) for first, last, seg in _segments(table, IPV6_MAX) if seg == label]
+    return [(first, last) for first, last, seg in _segments(table) if seg == label]
 
 
 def _reserved_ranges() -> list[tuple[int, int]]:
@@ -232,11 +232,12 @@ def _reserved_ranges() -> list[tuple[int, int]]:
     return _ranges_labelled(reserved.TABLE_KEYS, 1)
 
 
-def _segments(table: RangeTable, top: int) -> Iterator[tuple[int, int, int]]:
+def _segments(table: RangeTable) -> Iterator[tuple[int, int, int]]:
+    """(first, last, label) of each segment of a table over 128-bit keys."""
     starts = [(int(high) << 64) | int(low) for high, low in table.starts.tolist()]
     labels = table.labels.tolist()
     for index, first in enumerate(starts):
-        last = starts[index + 1] - 1 if index + 1 < len(starts) else top
+        last = starts[index + 1] - 1 if index + 1 < len(starts) else IPV6_MAX
         yield first, last, labels[index]
 
 
