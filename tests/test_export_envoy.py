@@ -385,8 +385,10 @@ def test_unknown_policy_and_bad_flags(capsys: pytest.CaptureFixture[str]) -> Non
 def test_envoy_reloads_a_renamed_file_under_load_without_failing_a_request(tmp_path: Path) -> None:
     """Two data sets that differ on one network (a correction moves 81.2.69.0/24 from GB to
     RU), each exported and renamed over the file Envoy reads, while two threads send
-    requests: every request is answered 200 or 403, the flip shows, a corrupt file is
-    refused (Envoy keeps the data it had) and counted."""
+    requests: every request is answered 200 or 403, the flip shows in the load's own answers
+    after each swap, a corrupt file is refused (Envoy keeps the data it had) and counted.
+    How much load a slow machine carries does not matter: each step waits for the load
+    threads to answer requests with the new verdict."""
     policies = tmp_path / "policies.yaml"
     policies.write_text(POLICIES)
     corrections = tmp_path / "corrections.csv"
@@ -405,6 +407,7 @@ def test_envoy_reloads_a_renamed_file_under_load_without_failing_a_request(tmp_p
     moved = "81.2.69.50"  # GB in base (allowed by "open"), RU when corrected (denied)
     failures: list[str] = []
     answered = Counter[int]()
+    answered_lock = threading.Lock()
     stop = threading.Event()
 
     def load() -> None:
@@ -414,7 +417,8 @@ def test_envoy_reloads_a_renamed_file_under_load_without_failing_a_request(tmp_p
                 connection.request("GET", "/load", headers={"x-forwarded-for": moved})
                 response = connection.getresponse()
                 response.read()
-                answered[response.status] += 1
+                with answered_lock:
+                    answered[response.status] += 1
                 if response.status not in (200, 403):
                     failures.append(str(response.status))
             except (OSError, http.client.HTTPException) as exc:
@@ -434,6 +438,8 @@ def test_envoy_reloads_a_renamed_file_under_load_without_failing_a_request(tmp_p
             (tmp_path / "next.mmdb").replace(live)
             _wait(lambda step=step: envoy.stat("db_reload_success") >= step)
             _wait(lambda expected=expected: envoy.status(moved) == expected)
+            seen = answered[expected]
+            _wait(lambda expected=expected, seen=seen: answered[expected] >= seen + 3)
         (staged / "corrupt.mmdb").replace(live)
         _wait(lambda: envoy.stat("db_reload_error") >= 1)
         assert envoy.status(moved) == 403  # the corrected data it had
@@ -444,8 +450,7 @@ def test_envoy_reloads_a_renamed_file_under_load_without_failing_a_request(tmp_p
             thread.join(TIMEOUT_S)
         envoy.stop()
     assert not failures, failures[:10]
-    assert answered[200] > 10, answered
-    assert answered[403] > 10, answered
+    assert set(answered) == {200, 403}, answered
 
 
 def _wait(condition: Any) -> None:
