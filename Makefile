@@ -90,3 +90,9 @@ image: ## the container image: CONTAINER (podman or docker), IMAGE, IMAGE_ARGS (
 
 k8s-e2e: ## before a release: image from a local base, podman run and kube play of overlays/test
 	$(PYTHON) deploy/e2e/kube_play.py
+
+# overlays/envoy-native: the gateway's Envoy config, rendered from the base's policies.yaml
+# by `lookupd export envoy` (tests/test_native_gateway.py fails when it is out of date).
+.PHONY: envoy-native-config
+envoy-native-config: ## render deploy/kubernetes/overlays/envoy-native/gateway/envoy.yaml (render.sh)
+	sh deploy/kubernetes/overlays/envoy-native/render.sh

