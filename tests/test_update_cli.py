@@ -233,9 +233,8 @@ def test_every_runs_until_sigterm_and_serves_metrics(origin: Origin, tmp_path: P
         assert values["lookupd_update_runs_total{outcome=unchanged}"] >= 2
         assert values["lookupd_update_snapshots_written_total"] == 1
         assert values["lookupd_update_failures_total{reason=download}"] == 0
-        # Unix seconds of this run's end (not 0, nor a monotonic clock's): no earlier than the
-        # snapshot it wrote.
-        assert values["lookupd_update_last_success_timestamp_seconds"] >= output.stat().st_mtime
+        # Set by the runs (their values against a fixed clock: tests/test_update_metrics.py).
+        assert values["lookupd_update_last_success_timestamp_seconds"] > 0
         assert (
             values["lookupd_update_last_attempt_timestamp_seconds"]
             >= (values["lookupd_update_last_success_timestamp_seconds"])

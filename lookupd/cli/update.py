@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -235,7 +234,7 @@ def _run_every(
         )
 
     def on_result(result: Result) -> None:
-        metrics.record(result, time.time())
+        metrics.record(result)
         _log(result)
 
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -16,9 +18,11 @@ _REASONS = ("download", "checksum", "archive", "build", "io")
 
 
 class UpdateMetrics:
-    """The update metrics, in a registry of their own."""
+    """The update metrics, in a registry of their own; ``clock`` gives the Unix seconds each
+    result is recorded at (tests pass their own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self.registry = CollectorRegistry()
         self.last_success = Gauge(
             "lookupd_update_last_success_timestamp_seconds",
@@ -57,8 +61,9 @@ class UpdateMetrics:
         for reason in _REASONS:
             self.failures.labels(reason)
 
-    def record(self, result: Result, now_s: float) -> None:
-        """Count one update's result, ended at ``now_s`` (Unix seconds)."""
+    def record(self, result: Result) -> None:
+        """Count one update's result, which has just ended."""
+        now_s = self._clock()
         self.last_attempt.set(now_s)
         self.duration.set(result.seconds)
         self.outcomes.labels(result.outcome.value).inc()
