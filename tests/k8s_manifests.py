@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from lookupd.cli.settings import SERVE_SETTINGS, read_settings, setting_for
@@ -81,6 +82,12 @@ def package_version() -> str:
 def kubectl() -> str | None:
     """The kubectl on PATH, or None."""
     return shutil.which("kubectl")
+
+
+needs_kubectl = pytest.mark.skipif(
+    kubectl() is None,
+    reason="kubectl is not installed: the manifests are rendered with `kubectl kustomize`",
+)
 
 
 def render_all() -> dict[str, list[Obj]]:

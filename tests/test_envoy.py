@@ -192,13 +192,7 @@ class Envoy:
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT_S)
+        stop_envoy(self.process)
 
 
 def start_envoy(
@@ -214,6 +208,17 @@ def start_envoy(
     envoy = Envoy(launch_envoy(config, log), port, log, proxy_protocol)
     wait_until_ready(envoy.process, lambda: envoy.get("/healthz").status == 200, envoy.stop, log)
     return envoy
+
+
+def stop_envoy(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and after a bounded wait SIGKILL, unless it has exited."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(TIMEOUT_S)
 
 
 def launch_envoy(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -14,7 +14,6 @@ import json
 import random
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -30,7 +29,7 @@ import pytest
 import yaml
 from exported import COUNTRY_TEST, Exported, make_exported
 from served import Served, start_serve
-from test_envoy import ENVOY, _free_port, launch_envoy, wait_until_ready
+from test_envoy import ENVOY, _free_port, launch_envoy, stop_envoy, wait_until_ready
 
 from lookupd.cli import main
 from lookupd.client import Client
@@ -117,13 +116,7 @@ class NativeEnvoy:
 
     def stop(self) -> str:
         """Stop Envoy; return its output (the access log is flushed on exit)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT_S)
+        stop_envoy(self.process)
         return self.log.read_text(errors="replace")
 
 

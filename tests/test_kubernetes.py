@@ -49,7 +49,7 @@ from k8s_manifests import (
     deployment,
     environment,
     find,
-    kubectl,
+    needs_kubectl,
     package_version,
     pod_spec,
     render_all,
@@ -75,11 +75,6 @@ UNKNOWN_KIND_ALLOWED = re.compile(
 )
 SNAPSHOT_OVERLAY = KUBERNETES / "overlays" / "snapshot"
 SNAPSHOT_CONFIG = SNAPSHOT_OVERLAY / "update.yaml"
-
-needs_kubectl = pytest.mark.skipif(
-    kubectl() is None,
-    reason="kubectl is not installed: the manifests are rendered with `kubectl kustomize`",
-)
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ from k8s_manifests import (
     check_selectors,
     deployment,
     find,
-    kubectl,
     mounted_file,
+    needs_kubectl,
     package_version,
     pod_labels,
     pod_spec,
@@ -59,17 +59,10 @@ IPV4 = b"1.0.0.0,1.255.255.255,AU\n11.0.0.0,11.0.0.255,FR\n"
 IPV4_MOVED = IPV4.replace(b"FR", b"GB")  # 11.0.0.0/24: a small change (under --max-change)
 UNKNOWN = "9.9.9.9"  # in no range of those sources
 
-needs_kubectl = pytest.mark.skipif(
-    kubectl() is None,
-    reason="kubectl is not installed: the manifests are rendered with `kubectl kustomize`",
-)
-
 
 @pytest.fixture(scope="module")
 def docs() -> list[Obj]:
-    """The overlay's objects, servers and gateway."""
-    if kubectl() is None:
-        pytest.skip("kubectl is not installed: the manifests are rendered with kubectl kustomize")
+    """The overlay's objects, servers and gateway (for tests marked needs_kubectl)."""
     return render_all()["envoy-native"]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lookupd.cli.arguments import whole_number
 from lookupd.cli.lookup import NO_COUNTRY
 from lookupd.core.table import Tables
 from lookupd.datafiles.data_version import data_date_of
@@ -64,21 +65,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     compare.add_argument("new", metavar="NEW")
     compare.add_argument("--summary", action="store_true", help="totals only, no ranges")
     compare.add_argument(
-        "--limit", type=_non_negative, metavar="N", help="list at most N ranges per family"
+        "--limit", type=whole_number, metavar="N", help="list at most N ranges per family"
     )
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.set_defaults(run=run_diff)
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"not a count: {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lookupd.cli.arguments import whole_number
 from lookupd.cli.build import add_format_option, formats_for
 from lookupd.errors import LookupdError
 from lookupd.version import __version__
@@ -73,7 +74,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     envoy.add_argument(
         "--trusted-hops",
-        type=_hops,
+        type=whole_number,
         default=0,
         metavar="N",
         help="proxies in front of Envoy that append to x-forwarded-for (default 0: the "
@@ -261,14 +262,3 @@ def _host_port(text: str) -> tuple[str, int]:
         msg = f"{text!r}: expected HOST:PORT"
         raise LookupdError(msg)
     return host.strip("[]"), int(port)
-
-
-def _hops(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"{text!r} is not a number of hops (0 or more)"
-        raise argparse.ArgumentTypeError(msg)
-    return value
