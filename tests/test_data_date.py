@@ -198,7 +198,7 @@ def test_info_metrics_and_getinfo_show_the_data_date_and_the_build(tmp_path: Pat
 
 def test_the_loader_gives_the_metrics_the_data_date(tmp_path: Path) -> None:
     """The server's loader records the data's date, so the age counts from it, not from the
-    build (years later here): exact, against a fixed clock."""
+    build (299 days later here): exact, against a fixed clock."""
     from lookupd.server.metrics import Metrics
     from lookupd.server.reload import Loader
 
